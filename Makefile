@@ -1,0 +1,71 @@
+# mechshift-lite: build the book, run the tests.
+#   make book        create .venv if needed, install, build _build/html (runs changed chapters)
+#   make test        unit tests, then the strict book build that executes every chapter (what CI runs)
+#   make notebooks   output-free .ipynb chapters and exercise versions under _build/notebooks/
+#   make check-site  open every built page in headless Chromium; screenshots in _build/screenshots/
+#   make clean       remove _build/ (keeps .venv)
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := book
+
+PYTHON ?= python3
+# The CPU wheel of torch 2.13.0 lies on this machine's disk; installing it first keeps pip
+# from pulling a CUDA build. Elsewhere, add: --index-url https://download.pytorch.org/whl/cpu
+TORCH_PIP_ARGS ?= torch==2.13.0
+# Hard stop for a stalled build; the chapter budgets are in scripts/check_execution_times.py.
+BOOK_TIMEOUT_S ?= 1800
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mechshift-installed
+BUILD_LOG := _build/logs/book-build.log
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
+
+# Build settings: quiet OpenMP threads on a shared CPU; circuitsvis views without their 1.3 MB
+# bundle (the book ships it once, see _ext/cv_bundle.py).
+export OMP_WAIT_POLICY := PASSIVE
+export MECHSHIFT_CV_MODE := page
+
+.PHONY: book test notebooks check-site clean
+
+# Reinstall only when the requirements change.
+$(STAMP): pyproject.toml requirements-book.txt constraints-book.txt Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install $(TORCH_PIP_ARGS)
+	$(PIP) install -c constraints-book.txt -r requirements-book.txt -e .
+	$(PIP) check
+	touch $@
+
+book: $(STAMP)
+	$(BIN)/jupyter-book build .
+
+# The strict build: a fresh HTML tree, every chapter executed (--all), any Sphinx warning or
+# cell error fails (-W -n), and --keep-going lists every failing chapter before exiting.
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+	rm -rf _build/html
+	mkdir -p $(dir $(BUILD_LOG))
+	status=0; \
+	timeout --kill-after=30 $(BOOK_TIMEOUT_S) $(BIN)/jupyter-book build . --all -W -n --keep-going 2>&1 \
+	  | tee $(BUILD_LOG) || status=$$?; \
+	if [ -n "$$(find _build/html/reports -name '*.log' 2>/dev/null)" ]; then \
+	  for log in $$(find _build/html/reports -name '*.log'); do echo "=== $$log"; tail -n 40 "$$log"; done; \
+	  echo "Chapters failed to execute (logs above)."; exit 1; \
+	fi; \
+	if [ $$status -ne 0 ]; then echo "Book build failed (exit $$status): see the warnings above."; exit $$status; fi
+	$(BIN)/python scripts/check_execution_times.py $(BUILD_LOG)
+
+notebooks: $(STAMP)
+	rm -rf _build/notebooks
+	mkdir -p _build/notebooks/book
+	for chapter in book/ch*.py; do \
+	  $(BIN)/jupytext --quiet --from py:percent --to ipynb --output "_build/notebooks/$${chapter%.py}.ipynb" "$$chapter"; \
+	done
+	$(BIN)/python scripts/make_exercise_notebooks.py _build/notebooks/book/ch*.ipynb
+
+check-site: $(STAMP)
+	$(BIN)/python scripts/check_site.py _build/html
+
+clean:
+	rm -rf _build

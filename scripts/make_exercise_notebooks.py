@@ -1,0 +1,67 @@
+"""Write an exercises version of each chapter notebook: every cell tagged ``solution`` becomes a stub.
+
+A stub keeps the signature (and docstring) of each function the solution defines and replaces its
+body with ``raise NotImplementedError("your code here")``, so the checks that follow still find
+the names; a solution cell without functions becomes that single line.
+
+``make notebooks`` converts ``book/chNN_slug.py`` to ``_build/notebooks/book/chNN_slug.ipynb``,
+then runs this script on those notebooks, which writes ``chNN_slug_exercises.ipynb`` beside each.
+
+Usage: python scripts/make_exercise_notebooks.py _build/notebooks/book/ch*.ipynb
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import nbformat
+
+SOLUTION_TAG = "solution"
+STUB = 'raise NotImplementedError("your code here")'
+SUFFIX = "_exercises"
+
+
+def stub(solution: str) -> str:
+    """The source a learner starts from: each top-level function's header with a ``raise`` as its body."""
+    try:
+        tree = ast.parse(solution)
+    except SyntaxError:  # IPython magics: no functions to keep
+        return STUB
+    lines = solution.splitlines()
+    stubs = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.body[0].lineno > node.lineno:
+            start = min([node.lineno, *(decorator.lineno for decorator in node.decorator_list)])
+            first = node.body[0]
+            end = first.end_lineno if ast.get_docstring(node) is not None else first.lineno - 1
+            stubs.append("\n".join([*lines[start - 1 : end], " " * first.col_offset + STUB]))
+    return "\n\n\n".join(stubs) or STUB
+
+
+def exercises_version(notebook: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
+    """A copy of ``notebook`` with each solution cell replaced by a stub, and how many were replaced."""
+    exercises = nbformat.from_dict(notebook)
+    replaced = 0
+    for index, cell in enumerate(exercises.cells):
+        if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+            exercises.cells[index] = nbformat.v4.new_code_cell(stub(cell.source), metadata={"tags": ["exercise"]})
+            replaced += 1
+    return exercises, replaced
+
+
+def main(paths: list[str]) -> None:
+    for path in map(Path, paths):
+        if path.stem.endswith(SUFFIX):
+            continue
+        exercises, replaced = exercises_version(nbformat.read(path, as_version=4))
+        target = path.with_name(f"{path.stem}{SUFFIX}.ipynb")
+        nbformat.write(exercises, target)
+        print(f"{target}: {replaced} solution cell(s) replaced by a stub")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])

@@ -1,0 +1,88 @@
+"""The book's sources follow the conventions the build, Colab and readers rely on (fast: nothing executes)."""
+
+import ast
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from sphinx_external_toc.parsing import parse_toc_yaml
+
+import mechshift_lite
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from make_exercise_notebooks import SOLUTION_TAG, exercises_version  # noqa: E402
+
+CHAPTERS = sorted((ROOT / "book").glob("ch*.py"))
+REPOSITORY = "https://github.com/mechshift-lite/mechshift-lite"
+INSTALL_CELL = f"""\
+# Colab / fresh environments: install the companion package pinned to this book release.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "mechshift-lite @ git+{REPOSITORY}@v{mechshift_lite.__version__}\""""
+HEADING = re.compile(r"^#{1,2} +(.*)$", re.MULTILINE)
+CODE_FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+
+
+def read_chapter(path: Path) -> nbformat.NotebookNode:
+    return jupytext.reads(path.read_text(encoding="utf-8"), fmt="py:percent")
+
+
+def test_toc_entries_exist() -> None:
+    for docname in parse_toc_yaml(ROOT / "_toc.yml").keys():
+        sources = [ROOT / f"{docname}{suffix}" for suffix in (".md", ".py", ".ipynb")]
+        assert any(source.is_file() for source in sources), f"_toc.yml lists {docname}, which has no source"
+
+
+def test_every_chapter_is_in_the_toc() -> None:
+    # only_build_toc_files: a chapter missing from the toc would silently never be built
+    docnames = set(parse_toc_yaml(ROOT / "_toc.yml").keys())
+    assert CHAPTERS, "no book/ch*.py chapters"
+    missing = [path.name for path in CHAPTERS if path.relative_to(ROOT).with_suffix("").as_posix() not in docnames]
+    assert not missing, f"add these chapters to _toc.yml: {missing}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
+def test_chapter_starts_with_jupytext_header_and_kernelspec(path: Path) -> None:
+    # Without a kernelspec the theme shows no launch (Colab) button.
+    assert path.read_text(encoding="utf-8").startswith("# ---\n# jupyter:\n"), "missing the Jupytext header"
+    kernelspec = read_chapter(path).metadata.get("kernelspec", {})
+    assert kernelspec.get("name") == "python3" and kernelspec.get("language") == "python"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
+def test_first_code_cell_is_the_pinned_install_cell(path: Path) -> None:
+    first = next(cell for cell in read_chapter(path).cells if cell.cell_type == "code")
+    assert set(first.metadata.get("tags", [])) >= {"skip-execution", "remove-cell"}
+    assert first.source == INSTALL_CELL, "the install cell must be exactly the one in README.md"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
+def test_chapter_ends_with_exercises(path: Path) -> None:
+    markdown = "\n".join(cell.source for cell in read_chapter(path).cells if cell.cell_type == "markdown")
+    headings = HEADING.findall(CODE_FENCE.sub("", markdown))
+    assert headings and "Exercises" in headings[-1], f"last section is {headings[-1:]}, not Exercises"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
+def test_exercises_notebook_keeps_the_solutions_names_but_not_their_code(path: Path) -> None:
+    def functions(source: str) -> list[str]:
+        return [node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)]
+
+    chapter = read_chapter(path)
+    exercises, replaced = exercises_version(chapter)
+    assert replaced == sum(SOLUTION_TAG in cell.metadata.get("tags", []) for cell in chapter.cells)
+    for solution, stub in zip(chapter.cells, exercises.cells):
+        if SOLUTION_TAG in solution.metadata.get("tags", []):
+            assert 'raise NotImplementedError("your code here")' in stub.source
+            assert functions(stub.source) == functions(solution.source)
+            assert SOLUTION_TAG not in stub.metadata.get("tags", [])
+
+
+def test_pyproject_version_matches_package() -> None:
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["version"] == mechshift_lite.__version__
