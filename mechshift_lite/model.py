@@ -24,9 +24,10 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .graph import Graph, parse_destination
+from .norm_copies import CopiesNorm, is_expanded
 
 AttentionMode = Literal["causal", "bidirectional"]
-Attention = Union[AttentionMode, Tensor]
+AttentionSpec = Union[AttentionMode, Tensor]   # a mode name or an explicit bool mask
 ATTENTION_MODES: tuple[str, ...] = ("causal", "bidirectional")
 
 
@@ -71,13 +72,19 @@ class Norm(nn.Module):
         self.b = None if self.rms else nn.Parameter(torch.zeros(cfg.d_model))
 
     def forward(self, x: Tensor) -> Tensor:
-        """``[..., D] -> [..., D]``; statistics in float32, as HuggingFace does."""
-        x32 = x.float()
+        """``[..., D] -> [..., D]``; statistics in (at least) float32, as HuggingFace does.
+
+        Identical copies (the per-head q/k/v inputs) take :class:`CopiesNorm`: same values,
+        statistics computed once.
+        """
+        if is_expanded(x):
+            return CopiesNorm.apply(x, self.w, self.b, self.eps)
+        x32 = x.to(torch.promote_types(x.dtype, torch.float32))
         if self.rms:
             x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
             return self.w * x32.to(x.dtype)
         x32 = (x32 - x32.mean(-1, keepdim=True)) * torch.rsqrt(x32.var(-1, unbiased=False, keepdim=True) + self.eps)
-        return (x32 * self.w.float() + self.b.float()).to(x.dtype)
+        return (x32 * self.w.to(x32.dtype) + self.b.to(x32.dtype)).to(x.dtype)
 
 
 def rotary_tables(n_pos: int, d_head: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -151,9 +158,10 @@ class Attention(nn.Module):
         """
         per_head = hooks is not None
         if per_head:
-            q = self._project(x[:, :, 0], self.W_Q, self.b_Q, True)
-            k = self._project(x[:, :, 1], self.W_K, self.b_K, True)
-            v = self._project(x[:, :, 2], self.W_V, self.b_V, True)
+            xq, xk, xv = x.unbind(2)   # unbind: one backward op instead of three zero-filled slices
+            q = self._project(xq, self.W_Q, self.b_Q, True)
+            k = self._project(xk, self.W_K, self.b_K, True)
+            v = self._project(xv, self.W_V, self.b_V, True)
         else:
             q = self._project(x, self.W_Q, self.b_Q, False)
             k = self._project(x, self.W_K, self.b_K, False).repeat_interleave(self.group_size, dim=2)
@@ -161,7 +169,7 @@ class Attention(nn.Module):
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         scores = torch.einsum("bqhk,bshk->bhqs", q, k) / math.sqrt(self.cfg.d_head) + attn_bias
-        pattern = scores.float().softmax(dim=-1).to(q.dtype)          # [B, H, P_query, P_key]
+        pattern = scores.to(torch.promote_types(scores.dtype, torch.float32)).softmax(dim=-1).to(q.dtype)  # [B, H, Pq, Pk]
         if per_head:
             pattern = hooks.attention_pattern(layer, pattern)
         z = torch.einsum("bhqs,bshk->bqhk", pattern, v)               # [B, P, H, K]
@@ -293,7 +301,7 @@ class Transformer(nn.Module):
                 f"(1 = real token, 0 = padding); got {tuple(attention_mask.shape)}"
             )
 
-    def attention_bias(self, input_ids: Tensor, attention_mask: Tensor | None, attention: Attention | None) -> Tensor:
+    def attention_bias(self, input_ids: Tensor, attention_mask: Tensor | None, attention: AttentionSpec | None) -> Tensor:
         """Additive attention mask ``[B, 1, P, P]``: 0 where a query may see a key, else a large negative.
 
         ``attention`` is ``"causal"``, ``"bidirectional"`` or a bool tensor ``[P, P]`` /
@@ -325,7 +333,7 @@ class Transformer(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         *,
-        attention: Attention | None = None,
+        attention: AttentionSpec | None = None,
         hooks: Hooks | None = None,
     ) -> Tensor:
         """Logits ``[B, P, V]`` of ``input_ids [B, P]``.
@@ -359,7 +367,7 @@ class Transformer(nn.Module):
         input_ids: Tensor,
         attention_mask: Tensor | None = None,
         *,
-        attention: Attention | None = None,
+        attention: AttentionSpec | None = None,
         overrides: dict[str, Tensor] | None = None,
     ) -> "NodeRun":
         """Forward that records every node's output and destination input, by name.

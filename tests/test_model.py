@@ -156,3 +156,32 @@ def test_recorded_patterns_are_probabilities_and_respect_causality(model):
     assert pattern.shape == (3, model.cfg.n_heads, 9, 9)
     torch.testing.assert_close(pattern.sum(-1), torch.ones(3, model.cfg.n_heads, 9))
     assert pattern.triu(diagonal=1).abs().max() == 0
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_norm_of_expanded_copies_matches_materialised_copies(family):
+    from mechshift_lite.model import Norm
+    from mechshift_lite.norm_copies import is_expanded
+
+    cfg = CONFIGS["gpt2" if family == "gpt2" else "llama-gqa"]
+    norm = Norm(cfg)
+    with torch.no_grad():
+        norm.w.normal_(1.0, 0.3)
+        if norm.b is not None:
+            norm.b.normal_(0.0, 0.3)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(2, 5, cfg.d_model, generator=g, dtype=torch.float64).float()
+    upstream = torch.randn(2, 5, 3, 4, cfg.d_model, generator=g)     # a different gradient for every copy
+    grads = []
+    for materialise in (False, True):
+        x = base.clone().requires_grad_(True)
+        copies = x[:, :, None, None, :].expand(-1, -1, 3, 4, -1)
+        assert is_expanded(copies)
+        copies = copies.contiguous() if materialise else copies
+        copies.retain_grad()
+        out = norm(copies)
+        (out * upstream).sum().backward()
+        grads.append((out.detach(), copies.grad.clone(), norm.w.grad.clone()))
+        norm.zero_grad()
+    for fast, slow in zip(grads[0], grads[1]):
+        torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
