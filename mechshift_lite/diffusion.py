@@ -1,0 +1,291 @@
+"""Masked diffusion, the DiffuLLaMA way: forward masking, the shifted losses, attention annealing, samplers.
+
+A sequence is ``[BOS] prompt answer [EOS] [PAD] ...`` on a canvas of ``P`` positions. The prompt
+always stays clean; every later slot (answer, ``[EOS]`` and padding) is *maskable*.
+
+**The shift.** For the ARM and the MDM alike, the logits at position ``i`` predict the token at
+``i + 1``. So the first answer token (at ``answer_start``) is read at ``answer_start - 1``, the last
+prompt position, in both models, and their circuits can be compared node for node.
+
+Shapes: ``B`` batch, ``P`` positions, ``V`` vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .model import Transformer
+
+MASK_EPS = 1e-3  # t is drawn from U(MASK_EPS, 1): the 1/t loss weight stays finite
+
+
+# ----- bookkeeping --------------------------------------------------------------------------------
+def answer_region(answer_start: Tensor, n_pos: int) -> Tensor:
+    """Maskable slots ``[B, P]`` bool: every position at or after ``answer_start [B]``."""
+    positions = torch.arange(n_pos, device=answer_start.device)
+    return positions[None, :] >= answer_start[:, None]
+
+
+def answer_span(answer_start: Tensor, answer_end: Tensor, n_pos: int) -> Tensor:
+    """Answer tokens and ``[EOS]`` ``[B, P]`` bool: ``answer_start <= position <= answer_end``."""
+    positions = torch.arange(n_pos, device=answer_start.device)[None, :]
+    return (positions >= answer_start[:, None]) & (positions <= answer_end[:, None])
+
+
+def shift_logits(logits: Tensor) -> Tensor:
+    """Align predictions with the slots they predict: ``out[:, j] = logits[:, j - 1]``.
+
+    ``logits [B, P, V] -> [B, P, V]``. Slot 0 (``[BOS]``) is never predicted; it gets a copy of
+    ``logits[:, 0]`` only to keep the shape.
+    """
+    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+
+
+# ----- forward process and losses -----------------------------------------------------------------
+def forward_mask(
+    ids: Tensor, maskable: Tensor, mask_id: int, generator: torch.Generator, eps: float = MASK_EPS
+) -> tuple[Tensor, Tensor]:
+    """Corrupt clean ids: draw one ``t ~ U(eps, 1)`` per sequence, mask each maskable slot with prob ``t``.
+
+    Args:
+        ids: clean sequences ``x_0 [B, P]``.
+        maskable: ``[B, P]`` bool, the slots that may be masked (never the prompt).
+        mask_id: id of ``[MASK]``.
+        generator: the source of randomness (same state, same corruption).
+
+    Returns:
+        ``(x_t [B, P], t [B])``.
+    """
+    B, P = ids.shape
+    t = eps + (1.0 - eps) * torch.rand(B, generator=generator)
+    masked = maskable & (torch.rand(B, P, generator=generator) < t[:, None])
+    return ids.masked_fill(masked, mask_id), t
+
+
+def mdm_loss(logits: Tensor, x0: Tensor, x_t: Tensor, t: Tensor, mask_id: int) -> Tensor:
+    """The shifted, 1/t-weighted masked cross-entropy of DiffuLLaMA.
+
+    ``L = sum_{b,i} 1[x_t[b,i+1] = MASK] CE(logits[b,i], x0[b,i+1]) / t[b]  /  sum_{b,i} 1[x_t[b,i+1] = MASK]``
+
+    Args:
+        logits: model output on ``x_t``, ``[B, P, V]``.
+        x0: clean ids ``[B, P]``; x_t: corrupted ids ``[B, P]``; t: mask rates ``[B]``.
+
+    Returns:
+        a scalar (0 when nothing is masked).
+    """
+    B, P, V = logits.shape
+    ce = F.cross_entropy(logits[:, :-1].reshape(-1, V), x0[:, 1:].reshape(-1), reduction="none").view(B, P - 1)
+    is_masked = (x_t[:, 1:] == mask_id).to(ce.dtype)
+    return (ce * is_masked / t[:, None]).sum() / is_masked.sum().clamp(min=1.0)
+
+
+def arm_loss(logits: Tensor, ids: Tensor, answer_start: Tensor, answer_end: Tensor) -> Tensor:
+    """Next-token cross-entropy on the answer tokens and ``[EOS]`` only (the prompt is not scored).
+
+    ``logits [B, P, V]`` on ``ids [B, P]``; slot ``j`` of the span is predicted at ``j - 1``.
+    """
+    B, P, V = logits.shape
+    ce = F.cross_entropy(logits[:, :-1].reshape(-1, V), ids[:, 1:].reshape(-1), reduction="none").view(B, P - 1)
+    scored = answer_span(answer_start, answer_end, P)[:, 1:].to(ce.dtype)
+    return (ce * scored).sum() / scored.sum().clamp(min=1.0)
+
+
+# ----- attention annealing ------------------------------------------------------------------------
+def anneal_ratio(step: int, anneal_steps: int) -> float:
+    """Share of the upper triangle revealed at optimizer step ``step`` (0-based): ``min(1, (step+1)/anneal_steps)``."""
+    if anneal_steps <= 0:
+        return 1.0
+    return min(1.0, (step + 1) / anneal_steps)
+
+
+def annealed_attention(ratio: float, n_pos: int, generator: torch.Generator) -> Tensor:
+    """DiffuLLaMA's annealed mask ``[P, P]`` bool (rows are queries): ``(key <= query) OR Bernoulli(ratio)``.
+
+    One draw per optimizer step, shared by the batch; ratio 0 gives the causal mask, ratio 1 the full one.
+    """
+    causal = torch.ones(n_pos, n_pos, dtype=torch.bool).tril()
+    return causal | (torch.rand(n_pos, n_pos, generator=generator) < ratio)
+
+
+# ----- samplers -----------------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """What a sampler returns.
+
+    Attributes:
+        ids: the canvas ``[B, P]`` after decoding (``[MASK]`` left only where ``max_steps`` stopped it).
+        commit_step: ``[B, P]`` long, the decoding step (0-based) at which each slot was filled;
+            ``-1`` for the prompt and for slots still masked.
+        history: when asked for, the canvas before the first step and after every step, each ``[B, P]``.
+    """
+
+    ids: Tensor
+    commit_step: Tensor
+    history: list[Tensor] | None = None
+
+
+def denoiser_logprobs(model: Transformer, x: Tensor, mask_id: int) -> Tensor:
+    """Shifted log-probabilities ``[B, P, V]`` for every slot of ``x [B, P]``, ``[MASK]`` excluded.
+
+    Uses the model's own attention mode (an MDM from the zoo is bidirectional).
+    """
+    logits = shift_logits(model(x)).float()
+    logits[..., mask_id] = float("-inf")
+    return logits.log_softmax(dim=-1)
+
+
+def _blocks(answer_start: Tensor, n_pos: int, block_length: int | None) -> list[Tensor]:
+    """The answer region cut into consecutive blocks of ``block_length`` slots, as ``[B, P]`` masks."""
+    region = answer_region(answer_start, n_pos)
+    if block_length is None:
+        return [region]
+    if block_length < 1:
+        raise ValueError(f"block_length must be a positive number of slots or None; got {block_length}")
+    offset = torch.arange(n_pos)[None, :] - answer_start[:, None]
+    n_blocks = -(-(n_pos - int(answer_start.min())) // block_length)
+    return [region & (offset // block_length == b) for b in range(n_blocks)]
+
+
+def _choose(logp: Tensor, temperature: float, generator: torch.Generator) -> Tensor:
+    """Token per slot ``[B, P]``: argmax at temperature 0, else a sample from ``softmax(logp / T)``."""
+    if temperature == 0:
+        return logp.argmax(dim=-1)
+    probs = (logp / temperature).softmax(dim=-1)
+    return torch.multinomial(probs.view(-1, probs.shape[-1]), 1, generator=generator).view(probs.shape[:2])
+
+
+def _start_canvas(ids: Tensor, answer_start: Tensor, mask_id: int) -> Tensor:
+    if ids.dim() != 2 or answer_start.shape != ids.shape[:1]:
+        raise ValueError(f"ids must be [batch, pos] and answer_start [batch]; got {tuple(ids.shape)}, {tuple(answer_start.shape)}")
+    if int(answer_start.min()) < 1:
+        raise ValueError("answer_start must be >= 1: slot 0 holds [BOS] and is never predicted (the shift)")
+    return ids.masked_fill(answer_region(answer_start, ids.shape[1]), mask_id)
+
+
+@torch.no_grad()
+def confidence_sample(
+    model: Transformer,
+    ids: Tensor,
+    answer_start: Tensor,
+    mask_id: int,
+    *,
+    tokens_per_step: int = 1,
+    block_length: int | None = None,
+    max_steps: int | None = None,
+    temperature: float = 0.0,
+    seed: int = 0,
+    output_history: bool = False,
+    hold: Tensor | None = None,
+) -> Sample:
+    """Low-confidence remasking (LLaDA): each step, commit the ``tokens_per_step`` most confident masked slots.
+
+    Every slot from ``answer_start`` on starts as ``[MASK]`` (whatever ``ids`` holds there). Each
+    step predicts every masked slot (with the shift), scores it by the probability of its
+    prediction, and commits the best ones; committed tokens never change.
+
+    Args:
+        ids: ``[B, P]``; only the prompt part (before ``answer_start``) is read.
+        answer_start: ``[B]`` index of the first answer slot.
+        block_length: decode the answer region in blocks of this many slots, left to right
+            (semi-autoregressive); None = one block.
+        max_steps: stop after this many steps (what :func:`masked_state` uses).
+        temperature: 0 = argmax; > 0 samples the value (seeded by ``seed``).
+        hold: ``[B, P]`` bool, slots that stay ``[MASK]`` (never committed); None = none.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x = _start_canvas(ids, answer_start, mask_id)
+    commit = torch.full_like(x, -1)
+    history = [x.clone()] if output_history else None
+    free = torch.ones_like(x, dtype=torch.bool) if hold is None else ~hold
+    step = 0
+    for block in _blocks(answer_start, x.shape[1], block_length):
+        while (todo := block & (x == mask_id) & free).any():
+            if max_steps is not None and step >= max_steps:
+                return Sample(x, commit, history)
+            logp = denoiser_logprobs(model, x, mask_id)
+            values = _choose(logp, temperature, gen)
+            confidence = logp.gather(-1, values[..., None]).squeeze(-1).masked_fill(~todo, float("-inf"))
+            k = min(tokens_per_step, x.shape[1])
+            top = confidence.topk(k, dim=-1)
+            chosen = torch.zeros_like(todo).scatter(1, top.indices, top.values > float("-inf"))
+            x = torch.where(chosen, values, x)
+            commit[chosen] = step
+            step += 1
+            if history is not None:
+                history.append(x.clone())
+    return Sample(x, commit, history)
+
+
+@torch.no_grad()
+def ancestral_sample(
+    model: Transformer,
+    ids: Tensor,
+    answer_start: Tensor,
+    mask_id: int,
+    *,
+    steps: int,
+    block_length: int | None = None,
+    temperature: float = 1.0,
+    seed: int = 0,
+    output_history: bool = False,
+) -> Sample:
+    """Random-order ancestral sampling (MDLM / D3PM) on a uniform grid of ``steps`` steps per block.
+
+    Going from ``t = (steps-k)/steps`` to ``s = (steps-k-1)/steps``, each masked slot of the block
+    is revealed with probability ``(t - s) / t = 1 / (steps - k)`` (so all are revealed at the last
+    step), its value drawn from the model at ``temperature``. Revealed tokens never change.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    gen = torch.Generator().manual_seed(seed)
+    x = _start_canvas(ids, answer_start, mask_id)
+    commit = torch.full_like(x, -1)
+    history = [x.clone()] if output_history else None
+    step = 0
+    for block in _blocks(answer_start, x.shape[1], block_length):
+        for k in range(steps):
+            todo = block & (x == mask_id)
+            if not todo.any():
+                break
+            logp = denoiser_logprobs(model, x, mask_id)
+            values = _choose(logp, temperature, gen)
+            chosen = todo & (torch.rand(x.shape, generator=gen) < 1.0 / (steps - k))
+            x = torch.where(chosen, values, x)
+            commit[chosen] = step
+            step += 1
+            if history is not None:
+                history.append(x.clone())
+    return Sample(x, commit, history)
+
+
+def masked_state(
+    model: Transformer,
+    ids: Tensor,
+    answer_start: Tensor,
+    step: int,
+    mask_id: int,
+    *,
+    tokens_per_step: int = 1,
+    block_length: int | None = None,
+    hold: Tensor | None = None,
+) -> Tensor:
+    """The MDM's input at diffusion step ``step``, for attribution: ``[B, P]`` ids.
+
+    The prompt is clean; every slot from ``answer_start`` on is ``[MASK]`` except the tokens that
+    the model's own confidence decoding (:func:`confidence_sample`, argmax, ``tokens_per_step``
+    per step) has committed in its first ``step`` steps. ``step=0`` is the fully masked answer,
+    the input on which the MDM predicts its first token. The committed tokens are the model's
+    predictions, not the reference answer in ``ids``. ``hold`` (``[B, P]`` bool) marks slots that
+    stay masked, e.g. the answer token the attribution explains.
+    """
+    if step < 0:
+        raise ValueError(f"step must be >= 0; got {step}")
+    return confidence_sample(
+        model, ids, answer_start, mask_id,
+        tokens_per_step=tokens_per_step, block_length=block_length, max_steps=step, hold=hold,
+    ).ids

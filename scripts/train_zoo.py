@@ -1,0 +1,129 @@
+"""Train and publish the whole zoo with several worker processes (one per core), resumably.
+
+Run one worker per core, e.g. two on a 2-core machine::
+
+    for w in 0 1; do
+      OMP_NUM_THREADS=1 TQDM_MININTERVAL=60 nohup .venv/bin/python scripts/train_zoo.py --seeds 0 1 2 \\
+          >> .cache/zoo-train/worker$w.log 2>&1 &
+    done
+
+Each worker takes the first job (in the order of :func:`job_order`) that nobody holds and whose ARM is trained,
+trains it (resuming any earlier progress), publishes it into ``mechshift_lite/zoo/`` and moves on.
+Seed 0's models come first. Kill a worker (``kill PID``) and start it again to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from mechshift_lite import tasks
+from mechshift_lite.training import training_data
+from mechshift_lite.zoo import build
+
+
+def job_order(seeds: list[int]) -> list[tuple[str, int]]:
+    """The first seed's ARM, MDM and ARM-continued first; then the other seeds' ARMs, then their post-training."""
+    first, rest = seeds[0], seeds[1:]
+    return [("arm", first), ("mdm", first), ("arm-continued", first), *[("arm", s) for s in rest],
+            *[(kind, s) for s in rest for kind in ("mdm", "arm-continued")]]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim(run: Path) -> bool:
+    """Take a job by creating ``run/claim`` atomically; a claim left by a dead process is taken over."""
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / "claim"
+    if path.exists():
+        try:
+            holder = int(path.read_text())
+        except ValueError:
+            holder = -1
+        if holder > 0 and _alive(holder):
+            return False
+        path.unlink(missing_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def cached_training_data(tokenizer, work_dir: Path) -> tasks.EncodedExamples:
+    """The recipes' shared training data, generated once and kept in ``work_dir`` (a 1-2 minute job)."""
+    cfg = build.recipe("arm", 0)
+    vocab = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()[:12]
+    path = work_dir / f"data-n{cfg.n_train}-seed{cfg.data_seed}-vocab{vocab}.safetensors"
+    if path.exists():
+        return tasks.EncodedExamples(**load_file(str(path)))
+    data = training_data(cfg, tokenizer, tasks.CANVAS)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    save_file({"ids": data.ids, "answer_start": data.answer_start, "answer_end": data.answer_end}, str(tmp))
+    tmp.replace(path)
+    return data
+
+
+def run_job(kind: str, seed: int, tokenizer, data, work_dir: Path) -> None:
+    name = build.checkpoint_name(kind, seed)
+    print(f"[{time.strftime('%H:%M:%S')}] pid {os.getpid()} starts {name}", flush=True)
+    result = build.train_kind(kind, seed, tokenizer, data, work_dir)
+    print(f"[{time.strftime('%H:%M:%S')}] {name} trained: {result.step} steps, {result.wall_time_s:.0f} s", flush=True)
+    steps = [None]
+    if kind == "mdm" and seed in build.SNAPSHOT_SEEDS:
+        steps = [None, 0, *build.SNAPSHOTS]
+    for step in steps:
+        entry = build.publish(kind, seed, tokenizer, work_dir, step=step)
+        print(f"[{time.strftime('%H:%M:%S')}] published {build.checkpoint_name(kind, seed, step)}: "
+              f"{json.dumps({k: v for k, v in entry['accuracy'].items() if k.endswith('accuracy')})}", flush=True)
+    (work_dir / name / "published").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--kinds", nargs="+", default=list(build.KINDS), choices=build.KINDS,
+                        help="train only these kinds (e.g. the first ARM alone, with more threads)")
+    parser.add_argument("--work-dir", type=Path, default=build.DEFAULT_WORK_DIR)
+    parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks for a free job")
+    args = parser.parse_args()
+    tokenizer = tasks.build_tokenizer()
+    data = cached_training_data(tokenizer, args.work_dir)  # all recipes share the data
+    jobs = [(k, s) for k, s in job_order(args.seeds) if k in args.kinds]
+    while True:
+        pending = [(k, s) for k, s in jobs if not (args.work_dir / build.checkpoint_name(k, s) / "published").exists()]
+        if not pending:
+            print(f"[{time.strftime('%H:%M:%S')}] nothing left to do", flush=True)
+            return
+        for kind, seed in pending:
+            ready = kind == "arm" or (args.work_dir / build.checkpoint_name("arm", seed) / "final.safetensors").exists()
+            run = args.work_dir / build.checkpoint_name(kind, seed)
+            if ready and claim(run):
+                try:
+                    run_job(kind, seed, tokenizer, data, args.work_dir)
+                finally:
+                    (run / "claim").unlink(missing_ok=True)
+                break
+        else:
+            time.sleep(args.poll)
+
+
+if __name__ == "__main__":
+    main()
