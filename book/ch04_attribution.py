@@ -1,0 +1,384 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 4. From activation patching to EAP-IG
+#
+# Which parts of a model make it answer a prompt correctly? The most direct test is
+# **activation patching**: run the clean prompt, but let one connection of the model carry what
+# it carried on the corrupted prompt, and see how much the metric moves. The paper asks this
+# question for every *edge* of the computational graph (a sender node's output, as read by one
+# receiver). Patching is exact, but it costs one forward pass per edge. Edge attribution
+# patching (EAP) and its integrated-gradients variant (EAP-IG) estimate all edges at once from
+# gradients. This chapter derives both from patching and measures how good they are on the
+# book's trained models.
+#
+# By the end of this chapter you will be able to:
+#
+# - patch one edge by hand with `run_with_nodes(..., overrides=...)` and check the result
+#   against `ml.attribute(..., method="exact")`, the ground truth;
+# - compute an edge's EAP score as $\Delta \cdot \nabla$ and say which approximation it makes;
+# - explain why EAP-IG averages gradients along a straight path, what its number of steps
+#   $m$ does, and check its *completeness* (the input edges add up to the total effect);
+# - compare EAP and EAP-IG with exact patching on IOI, for the ARM and for the MDM;
+# - read the `[source, destination]` score matrix that every later chapter builds on.
+
+# %% tags=["skip-execution", "remove-cell"]
+# Colab / fresh environments: install the companion package pinned to this book release.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "mechshift-lite @ git+https://github.com/mechshift-lite/mechshift-lite@v0.1.0"
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown
+from matplotlib.colors import SymLogNorm
+
+import mechshift_lite as ml
+from mechshift_lite import checks, compare, viz, zoo
+from mechshift_lite.experiment import model_inputs, task_pairs
+
+# %% [markdown]
+# ## The models, the task and the metric
+#
+# We load the zoo's autoregressive model (ARM) and the masked diffusion model (MDM) that was
+# post-trained from it (seed 0). Both are 4-layer transformers with 4 heads per layer. We draw
+# held-out IOI pairs (ABC corruption, chapter 2). The metric is the logit difference
+# $\text{logit}[\text{IO}] - \text{logit}[\text{S}]$ at the last prompt position, one value
+# per example.
+#
+# Exact patching runs the model once per edge, so this chapter uses only a few examples.
+# `model_inputs` builds what each model reads: the ARM reads the prompt with causal attention,
+# and the MDM reads the prompt followed by `[MASK]` up to the 40-token canvas, with
+# bidirectional attention.
+
+# %%
+tok = zoo.tokenizer()
+arm = zoo.load("arm", seed=0)
+mdm = zoo.load("mdm", seed=0)
+pairs = task_pairs("ioi", tok, n=8, seed=0)
+metric = pairs.metric()
+arm_inputs = model_inputs(arm, pairs, tok)
+
+
+def run(model, inputs, which="clean", **kwargs):
+    """``run_with_nodes`` on the clean or corrupted ids of ``inputs``, with their mask and attention."""
+    ids = inputs.clean_ids if which == "clean" else inputs.corrupted_ids
+    return model.run_with_nodes(ids, inputs.attention_mask, attention=inputs.attention, **kwargs)
+
+
+with torch.no_grad():
+    clean, corrupted = run(arm, arm_inputs, "clean"), run(arm, arm_inputs, "corrupted")
+clean_metric, corrupted_metric = metric(clean.logits), metric(corrupted.logits)
+print(f"{len(pairs)} pairs, ARM inputs {tuple(arm_inputs.clean_ids.shape)}")
+print(f"metric: clean {clean_metric.mean():+.2f}, corrupted {corrupted_metric.mean():+.2f}, "
+      f"total effect {(corrupted_metric - clean_metric).mean():+.2f}")
+
+# %% [markdown]
+# ## Edges and their names
+#
+# An edge `u->v` joins a *source* (`input`, a head `a{l}.h{h}`, an MLP `m{l}`) to a
+# *destination* that reads the residual stream downstream of it. A head reads the stream three
+# times, through its query, key and value inputs, so `m0->a1.h3<q>` and `m0->a1.h3<k>` are
+# different edges. Every edge sums over all positions.
+
+# %%
+graph = arm.graph
+print(f"{graph.n_src} sources x {graph.n_dst} destinations, {graph.n_edges} edges")
+print("into a1.h3<q>:", [name for name in graph.edge_names if name.endswith("->a1.h3<q>")])
+print("into m0:      ", [name for name in graph.edge_names if name.endswith("->m0")])
+
+# %% [markdown]
+# ## Patching one edge by hand
+#
+# To *corrupt* the edge `u->v`, run the clean prompt, but let destination `v` receive `u`'s
+# output from the corrupted run instead of its clean one. Everything else stays clean. Because
+# the residual stream is a sum of node outputs (chapter 1), that means adding
+# $\text{out}_u(\text{corrupted}) - \text{out}_u(\text{clean})$ to `v`'s input, and to
+# nothing else. `run_with_nodes(..., overrides={v: x})` replaces exactly one destination's input.
+# The edge's effect is the change of the metric, averaged over the examples.
+
+# %%
+def patch_edge(model, inputs, edge):
+    """Mean of metric(edge corrupted) - metric(clean) over the examples, by one patched forward pass."""
+    src, dst = edge.split("->")
+    with torch.no_grad():
+        clean, corrupted = run(model, inputs, "clean"), run(model, inputs, "corrupted")
+        x = clean.inputs[dst] + corrupted.outputs[src] - clean.outputs[src]
+        patched = run(model, inputs, "clean", overrides={dst: x})
+    return float((metric(patched.logits) - metric(clean.logits)).mean())
+
+
+edges = ["a0.h0->m0", "m0->a1.h3<q>", "a1.h3->logits"]
+by_hand = {edge: patch_edge(arm, arm_inputs, edge) for edge in edges}
+for edge, value in by_hand.items():
+    print(f"{edge:15s} metric change {value:+.3f}")
+
+# %% [markdown]
+# `method="exact"` does the same for all edges (stacking many patched runs in one batch).
+# Its scores are the ground truth for the estimates that follow. It costs one forward pass per
+# edge and per example, which is the reason the estimates exist: the paper's 7-billion-parameter
+# models have around a million edges.
+
+# %%
+exact = {"ARM": ml.attribute(arm, arm_inputs.clean_ids, arm_inputs.corrupted_ids, metric, method="exact",
+                             attention_mask=arm_inputs.attention_mask)}
+for edge, value in by_hand.items():
+    print(f"{edge:15s} by hand {value:+.6f}   exact {exact['ARM'].edge(edge):+.6f}")
+
+# %% [markdown]
+# The scores are signed: an edge whose corruption *lowers* the logit difference gets a negative
+# score. That is the sign convention of the EAP-IG reference (score ≈ metric with the edge
+# corrupted minus clean metric). The circuits of chapter 5 rank edges by $|\text{score}|$.
+#
+# ## EAP: one gradient for all edges
+#
+# Write $x_v$ for destination `v`'s input and $\Delta_u = \text{out}_u(\text{corrupted}) -
+# \text{out}_u(\text{clean})$, a `[batch, pos, d_model]` tensor. Patching the edge adds $\Delta_u$
+# to $x_v$. To first order, the metric changes by
+#
+# $$\text{score}(u \to v) \approx \Delta_u \cdot \frac{\partial\, \text{metric}}{\partial x_v},$$
+#
+# summed over positions and `d_model`, and averaged over examples. One forward pass gives every
+# $\Delta_u$, and one backward pass gives the gradient at every destination: two runs for all 479
+# edges. Here is one edge by hand. We make $x_v$ a leaf that requires a gradient and feed it back
+# in with `overrides`.
+
+# %%
+src, dst = "a0.h0", "m0"
+x_v = clean.inputs[dst].detach().clone().requires_grad_()
+with_grad = run(arm, arm_inputs, "clean", overrides={dst: x_v})
+(grad,) = torch.autograd.grad(metric(with_grad.logits).sum(), x_v)    # [batch, pos, d_model], per example
+delta = corrupted.outputs[src] - clean.outputs[src]                   # [batch, pos, d_model]
+eap_by_hand = (delta * grad).sum(dim=(1, 2)).mean()
+eap = {"ARM": ml.attribute(arm, arm_inputs.clean_ids, arm_inputs.corrupted_ids, metric, method="EAP",
+                           attention_mask=arm_inputs.attention_mask)}
+print(f"{src}->{dst}: EAP by hand {eap_by_hand:+.4f}, ml.attribute EAP {eap['ARM'].edge(f'{src}->{dst}'):+.4f}, "
+      f"exact {exact['ARM'].edge(f'{src}->{dst}'):+.4f}")
+
+# %% [markdown]
+# The two EAP numbers agree, but EAP is far from the exact value. The first-order estimate
+# uses the slope of the metric at the clean input only. The trained model is confident on the
+# clean prompts (the logit difference is large), and, as the next figure shows, the metric
+# flattens out near the clean input. So the slope there underestimates how far the metric falls
+# when the edge is corrupted.
+#
+# ## Integrated gradients: average the slope along the way
+#
+# Move the token embeddings in a straight line from the corrupted prompt to the clean one:
+# $E(\alpha) = E_\text{corr} + \alpha\,(E_\text{clean} - E_\text{corr})$, with $\alpha$ from 0 to 1.
+# Positions and everything downstream are recomputed. Below is the metric along this path
+# (mean over examples), with EAP's tangent at the clean end ($\alpha = 1$). EAP-IG-inputs
+# replaces the slope at $\alpha = 1$ by the mean slope at $\alpha = k/m$ for $k = 1, \dots, m$,
+# a Riemann sum of the path integral. With $m = 1$ it is EAP. A straight line is the simplest
+# path between the two prompts, and it is the one Hanna et al. (2024) use. Only the gradients
+# are averaged: $\Delta_u$ stays the real corrupted-minus-clean difference.
+
+
+# %%
+class Interpolate(ml.Hooks):
+    """Replaces the token embedding by E_corr + alpha (E_clean - E_corr)."""
+
+    def __init__(self, corrupted_embedding, alpha):
+        self.corrupted_embedding, self.alpha = corrupted_embedding, alpha
+
+    def node_output(self, kind, layer, out):
+        if kind != "input":
+            return out
+        return self.corrupted_embedding + self.alpha * (out - self.corrupted_embedding)
+
+
+alphas = torch.linspace(0, 1, 21)
+with torch.no_grad():
+    path = [metric(arm(arm_inputs.clean_ids, arm_inputs.attention_mask, hooks=Interpolate(corrupted.outputs["input"], a))).mean()
+            for a in alphas]
+# EAP's input edges add up to the slope at the clean end: d metric / d alpha = -sum of the input->* scores
+slope = -sum(value for name, value in eap["ARM"].as_dict().items() if name.startswith("input->"))
+fig, ax = plt.subplots(figsize=(6, 3.5))
+ax.plot(alphas, path, marker="o", color=viz.ARM_COLOR, label="metric along the path (ARM)")
+ax.plot([0, 1], [clean_metric.mean() - slope, clean_metric.mean()], "--", color="black", label="EAP: tangent at the clean end")
+ax.set_xlabel(r"$\alpha$ (0 = corrupted token embeddings, 1 = clean)")
+ax.set_ylabel("mean logit difference")
+ax.set_title("The metric is not linear between the two prompts")
+ax.legend()
+fig.tight_layout()
+
+# %% [markdown]
+# **Completeness.** The token embedding reaches the metric only through the destinations it
+# feeds. So the scores of the `input->*` edges add up to the Riemann sum of the whole path
+# integral, which tends to the total effect $\text{metric}(\text{corrupted}) - \text{metric}(\text{clean})$
+# as $m$ grows; the gap of such a Riemann sum shrinks like $1/m$ or faster. EAP ($m = 1$) has no
+# such guarantee.
+
+# %%
+def input_sum(scores):
+    return sum(value for name, value in scores.as_dict().items() if name.startswith("input->"))
+
+
+total = float((corrupted_metric - clean_metric).mean())
+steps = [1, 2, 5, 10, 20, 50]
+ig_by_steps = {m: ml.attribute(arm, arm_inputs.clean_ids, arm_inputs.corrupted_ids, metric, method="EAP-IG-inputs",
+                               ig_steps=m, attention_mask=arm_inputs.attention_mask, progress=False)
+               for m in steps}
+gaps = [abs(input_sum(s) - total) / abs(total) for s in ig_by_steps.values()]
+for m, gap in zip(steps, gaps):
+    print(f"m = {m:2d}: sum of input->* scores {input_sum(ig_by_steps[m]):+.3f} (total effect {total:+.3f}), relative gap {gap:.1%}")
+
+fig, ax = plt.subplots(figsize=(5, 3.5))
+ax.loglog(steps, gaps, marker="o", color=viz.ARM_COLOR, label="ARM, IOI")
+ax.loglog(steps, [gaps[0] / m for m in steps], "--", color="grey", label=r"$\propto 1/m$")
+ax.set_xlabel("integration steps m")
+ax.set_ylabel("|sum of input edges - total effect| / |total|")
+ax.set_title("Completeness of EAP-IG-inputs")
+ax.legend()
+fig.tight_layout()
+
+# %% [markdown]
+# EAP's input edges account for only a fraction of the total effect: the tangent of the figure
+# above. The paper and the reference code use $m = 5$, where the gap is a few percent; so do we
+# from now on.
+#
+# ## How good are the estimates?
+#
+# Now every edge: EAP and EAP-IG ($m = 5$) against exact patching, for the ARM and for the MDM.
+# For the MDM, `model_inputs` gives the canvas with `[MASK]` slots and bidirectional attention;
+# the pairs and the readout position are the same. Two numbers summarise the agreement:
+#
+# - the **Spearman** rank correlation, over all 479 edges and over the 20 edges with the largest
+#   exact $|\text{score}|$ (the ones a circuit keeps);
+# - the **top-24 agreement**: the Jaccard index of the 24 edges (5% of the graph) with the
+#   largest $|\text{score}|$ under each method, the overlap statistic of the paper.
+
+# %%
+def spearman(a, b):
+    """Spearman rank correlation of two score vectors (real-valued scores: no ties)."""
+    def ranks(values):
+        return values.argsort().argsort().double()
+    return float(torch.corrcoef(torch.stack([ranks(a), ranks(b)]))[0, 1])
+
+
+mdm_inputs = model_inputs(mdm, pairs, tok)
+print(f"MDM inputs {tuple(mdm_inputs.clean_ids.shape)}, attention: {mdm_inputs.attention}")
+exact["MDM"] = ml.attribute(mdm, mdm_inputs.clean_ids, mdm_inputs.corrupted_ids, metric, method="exact",
+                            attention=mdm_inputs.attention)
+eap["MDM"] = ml.attribute(mdm, mdm_inputs.clean_ids, mdm_inputs.corrupted_ids, metric, method="EAP",
+                          attention=mdm_inputs.attention)
+eap_ig = {"ARM": ig_by_steps[5],
+          "MDM": ml.attribute(mdm, mdm_inputs.clean_ids, mdm_inputs.corrupted_ids, metric, method="EAP-IG-inputs",
+                              ig_steps=5, attention=mdm_inputs.attention)}
+
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+for ax, model_name in zip(axes, ("ARM", "MDM")):
+    truth = exact[model_name].values
+    top = truth.abs().argsort(descending=True)[:20]
+    for label, estimate, marker in (("EAP", eap[model_name], "x"), ("EAP-IG", eap_ig[model_name], "o")):
+        color = viz.ARM_COLOR if model_name == "ARM" else viz.MDM_COLOR
+        ax.scatter(truth, estimate.values, marker=marker, s=25, alpha=0.7, color=color if label == "EAP-IG" else "black",
+                   label=label)
+        print(f"{model_name} {label:6s}: Spearman all edges {spearman(estimate.values, truth):.3f}, "
+              f"top-20 exact edges {spearman(estimate.values[top], truth[top]):.3f}, "
+              f"top-24 Jaccard {compare.edge_overlap(estimate, exact[model_name], 24):.2f}")
+    lim = 1.2 * float(truth.abs().max())
+    ax.plot([-lim, lim], [-lim, lim], color="grey", linewidth=0.8, label="estimate = exact")
+    ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_xlabel("exact patching score (symmetric log scale)")
+    ax.set_ylabel("estimated score")
+    ax.set_title(f"{model_name}, IOI ({len(pairs)} pairs)")
+    ax.legend()
+fig.suptitle("Edge scores: gradient estimates against exact patching")
+fig.tight_layout()
+
+# %% [markdown]
+# Read the plot before the numbers (both axes are logarithmic on each side of zero). For the
+# large edges, EAP's points (crosses) lie closer to zero than the diagonal: EAP ranks them roughly
+# in the right order, but it shrinks their size, as the tangent above predicted. EAP-IG's points (circles) follow the diagonal there, and EAP-IG finds
+# the same top-24 edges as exact patching, or nearly so.
+#
+# Over *all* edges, EAP has the higher rank correlation. That number is dominated by the
+# hundreds of edges with tiny scores. Patching one small edge barely moves the model away from
+# the clean input, and there EAP's tangent is exactly the right first-order estimate. EAP-IG
+# takes its gradients along the path, where *all* of the input is partly corrupted, so its small
+# scores describe the edge in that context, which is not what single-edge patching measures.
+#
+# Which context matters? A circuit is evaluated with hundreds of edges corrupted at once, not
+# one. Chapter 5 tests the methods on that task: circuits built from each method's scores, and
+# how much of the model's behaviour they keep.
+#
+# ## The score matrix
+#
+# `Scores.tensor` is a dense `[n_src, n_dst]` matrix: row = the sender, column = the receiver.
+# The upper right is empty because a source can only feed destinations downstream of it (the
+# causal structure of the graph). Here are the EAP-IG scores of both models. The colour scale is
+# logarithmic on both sides of zero, so that the many small scores stay visible next to the few
+# large ones.
+
+# %%
+fig, axes = plt.subplots(2, 1, figsize=(12, 9))
+for ax, (model_name, scores) in zip(axes, eap_ig.items()):
+    matrix = scores.tensor.masked_fill(~graph.edge_mask, float("nan"))
+    vmax = float(scores.tensor.abs().max())
+    norm = SymLogNorm(linthresh=0.01 * vmax, vmin=-vmax, vmax=vmax)   # small scores stay visible
+    image = ax.imshow(matrix, cmap="RdBu", norm=norm, aspect="auto")
+    ax.set_yticks(range(graph.n_src), graph.src_names, fontsize=7)
+    ax.set_xticks(range(graph.n_dst), graph.dst_names, fontsize=6, rotation=90)
+    ax.set_xlabel("destination (the receiving input)")
+    ax.set_ylabel("source node")
+    ax.set_title(f"EAP-IG scores, {model_name} on IOI (blank: no edge)")
+    fig.colorbar(image, ax=ax, label="score (symmetric log scale)")
+fig.tight_layout()
+
+# %% [markdown]
+# Compare the two matrices row by row: which sources carry the large scores in each model, and
+# in which layers? Chapters 6 to 9 turn such comparisons into numbers over many examples and
+# seeds.
+#
+# ## Exercises
+#
+# **1. An edge's EAP score.** Write `edge_score(delta, grad) -> float` for one edge:
+# `delta` is $\text{out}_u(\text{corrupted}) - \text{out}_u(\text{clean})$ and `grad` the gradient
+# of each example's metric with respect to $x_v$, both `[batch, pos, d_model]`. Return the
+# per-example mean of the sum over positions and `d_model`.
+
+# %% tags=["hide-input", "solution"]
+def edge_score(delta, grad):
+    return float((delta * grad).sum(dim=(1, 2)).mean())
+
+
+# %%
+checks.edge_score(edge_score)
+
+# %% [markdown]
+# **2. Integrated gradients in one function.** Write
+# `integrated_gradients(grad_fn, clean, corrupted, m) -> Tensor` for a scalar function $f$ of a
+# vector, given its gradient `grad_fn(x)`: return the per-coordinate attribution
+# $(\text{corrupted} - \text{clean}) \odot \frac{1}{m}\sum_{k=1}^{m} \nabla f\big(\text{corrupted} +
+# \tfrac{k}{m}(\text{clean} - \text{corrupted})\big)$, the same grid as `EAP-IG-inputs`. Its sum
+# tends to $f(\text{corrupted}) - f(\text{clean})$ as $m$ grows.
+
+# %% tags=["hide-input", "solution"]
+def integrated_gradients(grad_fn, clean, corrupted, m):
+    grads = [grad_fn(corrupted + k / m * (clean - corrupted)) for k in range(1, m + 1)]
+    return (corrupted - clean) * torch.stack(grads).mean(dim=0)
+
+
+# %%
+checks.integrated_gradients(integrated_gradients)
+
+# %% [markdown]
+# **3. (Open.)** Exact patching changes one edge with all others clean, and EAP-IG integrates
+# along a path where all inputs change together. Find an edge whose exact score is small but
+# whose EAP-IG score is large (or the reverse) in the scatter above. Patch it by hand with
+# `patch_edge`, then patch it again with the *other* edges into the same destination corrupted
+# too. Which of the two numbers does EAP-IG resemble, and why?
+
+# %%
+Markdown(viz.versions_footer())

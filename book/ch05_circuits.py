@@ -1,0 +1,316 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5. Extracting circuits
+#
+# Chapter 4 gave every edge a score. A **circuit** is a small set of edges that is supposed to
+# carry the model's behaviour on a task. This chapter turns scores into circuits the way the
+# EAP-IG reference does, and then tests the circuits: run the model with *only* the circuit's
+# edges carrying clean information, and see how much of the clean behaviour is left. The paper
+# compares the ARM's and the MDM's circuits, so both have to be extracted the same way and
+# checked for quality before they are compared (chapters 6 to 9).
+#
+# By the end of this chapter you will be able to:
+#
+# - choose edges with `top_n`, `greedy` and `threshold`, and explain why `n` counts the edges
+#   *before* pruning;
+# - prune a circuit to its fixed point and count what pruning removes;
+# - evaluate a circuit by patching every edge outside it, and check that the empty circuit
+#   reproduces the corrupted run and the full circuit the clean run;
+# - compute faithfulness curves for the ARM and the MDM on IOI and Countdown, and read them;
+# - draw a circuit by layer and head.
+
+# %% tags=["skip-execution", "remove-cell"]
+# Colab / fresh environments: install the companion package pinned to this book release.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "mechshift-lite @ git+https://github.com/mechshift-lite/mechshift-lite@v0.1.0"
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown
+
+import mechshift_lite as ml
+from mechshift_lite import checks, compare, plots, viz, zoo
+from mechshift_lite.experiment import model_inputs, task_pairs
+
+# %% [markdown]
+# ## Scores to start from
+#
+# We load the zoo's ARM and MDM (seed 0) and draw 32 held-out pairs of each task (chapter 2).
+# Every (model, task) combination gets EAP-IG scores ($m = 5$, chapter 4). `model_inputs` gives
+# each model its view of the pairs: the prompt with causal attention for the ARM, the masked
+# canvas with bidirectional attention for the MDM.
+
+# %%
+tok = zoo.tokenizer()
+models = {"ARM": zoo.load("arm", seed=0), "MDM": zoo.load("mdm", seed=0)}
+pairs = {task: task_pairs(task, tok, n=32, seed=0) for task in ("ioi", "countdown")}
+TASK_NAMES = {"ioi": "IOI", "countdown": "Countdown"}
+
+
+def inputs_of(model_name, task):
+    """The clean/corrupted ids and the attention arguments of one model on one task."""
+    inputs = model_inputs(models[model_name], pairs[task], tok)
+    kwargs = {"attention_mask": inputs.attention_mask, "attention": inputs.attention}
+    return models[model_name], inputs.clean_ids, inputs.corrupted_ids, pairs[task].metric(), kwargs
+
+
+scores = {}
+for model_name in models:
+    for task in pairs:
+        model, clean_ids, corrupted_ids, metric, kwargs = inputs_of(model_name, task)
+        scores[model_name, task] = ml.attribute(model, clean_ids, corrupted_ids, metric, method="EAP-IG-inputs",
+                                                ig_steps=5, **kwargs)
+        with torch.no_grad():
+            clean = metric(model(clean_ids, **kwargs)).mean()
+            corrupted = metric(model(corrupted_ids, **kwargs)).mean()
+        print(f"{model_name} {TASK_NAMES[task]:9s}: metric clean {clean:+.2f}, corrupted {corrupted:+.2f}")
+
+graph = models["ARM"].graph
+arm_ioi = scores["ARM", "ioi"]
+
+# %% [markdown]
+# ## Three ways to choose edges
+#
+# - `ml.top_n(scores, n)` keeps the `n` edges with the largest $|\text{score}|$;
+# - `ml.threshold(scores, t)` keeps the edges with $|\text{score}| \ge t$;
+# - `ml.greedy(scores, n)` grows the circuit backwards from `logits`: it starts with the edges
+#   into `logits` as candidates, and repeatedly adds the best candidate. When that candidate's
+#   sender is new, the sender's own incoming edges become candidates too.
+#
+# All three then **prune** the result (next section), so a circuit usually keeps fewer edges than
+# it was asked for. With `t` set to the `n`-th largest $|\text{score}|$, `threshold` keeps the same
+# edges as `top_n`. Greedy can differ, because it only ever adds edges that connect to what it
+# already has.
+
+# %%
+magnitudes = arm_ioi.values.abs().sort(descending=True).values
+rows = []
+for n in (10, 24, 48):
+    by_rank, by_value = ml.top_n(arm_ioi, n), ml.threshold(arm_ioi, float(magnitudes[n - 1]))
+    grown = ml.greedy(arm_ioi, n)
+    rows.append(f"| {n} | {by_rank.n_edges} ({len(by_rank.nodes)}) | {by_value.n_edges} ({len(by_value.nodes)}) "
+                f"| {grown.n_edges} ({len(grown.nodes)}) | {compare.jaccard(by_rank.edges, grown.edges):.2f} |")
+Markdown("\n".join(["ARM, IOI. Edges kept after pruning (nodes in brackets):", "",
+                    "| n asked | top_n | threshold at the n-th score | greedy | Jaccard(top_n, greedy) |",
+                    "|---|---|---|---|---|", *rows]))
+
+# %% [markdown]
+# ## Pruning
+#
+# An edge only matters if information can flow through it from the input to the logits. `prune`
+# repeats two steps until nothing changes: a node stays only if it has an edge in and an edge out
+# (`input` needs no edge in, `logits` always stays, and a head's edges in are those into its
+# `<q>`, `<k>` and `<v>`); then every edge between nodes that left is removed. One removal can
+# cause the next, which is why it runs to a fixed point. Here are the ARM's ten best IOI edges
+# before pruning:
+
+# %%
+top10 = compare.top_edges(arm_ioi, 10)
+unpruned = ml.Circuit.from_edges(graph, top10)
+pruned = ml.prune(unpruned)
+for edge in sorted(top10, key=lambda e: -abs(arm_ioi.edge(e))):
+    print(f"{edge:16s} score {arm_ioi.edge(edge):+7.3f}   {'kept' if edge in pruned.edges else 'pruned'}")
+print(f"\nbefore pruning: {unpruned.n_edges} edges, nodes {sorted(unpruned.nodes)}")
+print(f"after pruning:  {pruned.n_edges} edges, nodes {sorted(pruned.nodes)}")
+
+# %% [markdown]
+# Every pruned edge has a sender without an edge in among the ten, or a receiver without an
+# edge out: it lies on no path from `input` to `logits` that the list contains. Pruning never looks
+# at the scores. How many edges survive pruning, as a function of the number asked for?
+
+# %%
+asked = list(range(1, 61))
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for (model_name, task), color, style in ((("ARM", "ioi"), viz.ARM_COLOR, "-"), (("MDM", "ioi"), viz.MDM_COLOR, "-"),
+                                        (("ARM", "countdown"), viz.ARM_COLOR, "--"), (("MDM", "countdown"), viz.MDM_COLOR, "--")):
+    kept = [ml.top_n(scores[model_name, task], n).n_edges for n in asked]
+    ax.plot(asked, kept, style, color=color, label=f"{model_name}, {TASK_NAMES[task]}")
+ax.plot(asked, asked, ":", color="grey", label="kept = asked")
+ax.set_xlabel("n: edges asked for (top_n, before pruning)")
+ax.set_ylabel("edges kept after pruning")
+ax.set_title("Pruning removes edges that connect nothing")
+ax.legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# ## Evaluating a circuit
+#
+# `ml.evaluate` runs the clean input, and every edge **outside** the circuit carries its sender's
+# output from the corrupted run (the patching rule of chapter 4, applied to all absent edges at
+# once). It returns one metric value per example. Two sanity checks follow from this rule: with
+# no edge in the circuit, every destination gets corrupted inputs, so we get the corrupted run;
+# with every edge in it, we get the clean run.
+
+# %%
+model, clean_ids, corrupted_ids, metric, kwargs = inputs_of("ARM", "ioi")
+empty = ml.Circuit.from_edges(graph, [])
+full = ml.Circuit.from_mask(graph, graph.edge_mask)
+with torch.no_grad():
+    clean_values = metric(model(clean_ids, **kwargs))
+    corrupted_values = metric(model(corrupted_ids, **kwargs))
+empty_values = ml.evaluate(model, empty, clean_ids, corrupted_ids, metric, allow_empty=True, **kwargs)
+full_values = ml.evaluate(model, full, clean_ids, corrupted_ids, metric, **kwargs)
+print(f"empty circuit: mean {empty_values.mean():+.3f}; corrupted run {corrupted_values.mean():+.3f}; "
+      f"max |difference| {(empty_values - corrupted_values).abs().max():.1e}")
+print(f"full circuit:  mean {full_values.mean():+.3f}; clean run     {clean_values.mean():+.3f}; "
+      f"max |difference| {(full_values - clean_values).abs().max():.1e}")
+circuit = ml.top_n(arm_ioi, 24)
+circuit_values = ml.evaluate(model, circuit, clean_ids, corrupted_ids, metric, **kwargs)
+print(f"top-24 circuit ({circuit.n_edges} edges after pruning): mean {circuit_values.mean():+.3f}")
+
+# %% [markdown]
+# ## Faithfulness
+#
+# Where does a circuit's metric fall between the two ends? **Faithfulness** puts the empty
+# circuit at 0 and the full model at 1, using the mean metric over the examples (as the MIB
+# circuit benchmark does):
+#
+# $$\text{faithfulness} = \frac{\overline{m}_\text{circuit} - \overline{m}_\text{empty}}{\overline{m}_\text{clean} - \overline{m}_\text{empty}}.$$
+#
+# It can exceed 1: a circuit that drops edges that *work against* the answer does better than
+# the whole model. `ml.faithfulness_curve` evaluates circuits of growing size in one batched
+# pass and reports the area under the curve (over the fraction of edges kept). We ask for
+# circuits from 5 edges up to the whole graph, for both models on both tasks.
+
+# %%
+EDGE_COUNTS = [5, 10, 15, 20, 24, 30, 40, 60, 80, 120, 240, 479]
+
+
+def curve(model_name, task, method_scores, select=ml.top_n):
+    model, clean_ids, corrupted_ids, metric, kwargs = inputs_of(model_name, task)
+    return ml.faithfulness_curve(model, method_scores, clean_ids, corrupted_ids, metric, edge_counts=EDGE_COUNTS,
+                                 select=select, **kwargs)
+
+
+def smallest_faithful(result, level=0.8):
+    """Edges (after pruning) of the smallest circuit on the curve with faithfulness >= level."""
+    return next((kept for kept, f in zip(result.circuit_edges, result.faithfulness) if f >= level), None)
+
+
+curves = {key: curve(*key, method_scores) for key, method_scores in scores.items()}
+fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+for ax, task in zip(axes, pairs):
+    ax.set_prop_cycle(color=[viz.ARM_COLOR, viz.MDM_COLOR])
+    ml.plot_faithfulness({model_name: curves[model_name, task] for model_name in models}, ax=ax)
+    ax.set_title(f"{TASK_NAMES[task]}: EAP-IG top-n circuits")
+fig.suptitle("Faithfulness of circuits of growing size")
+fig.tight_layout()
+for (model_name, task), result in curves.items():
+    print(f"{model_name} {TASK_NAMES[task]:9s}: area {result.area:.3f}; faithfulness at n = 24: "
+          f"{result.faithfulness[EDGE_COUNTS.index(24)]:.2f}; >= 0.8 from {smallest_faithful(result)} edges after pruning")
+
+# %% [markdown]
+# On both tasks the two models need circuits of similar size to recover most of the clean
+# behaviour, and their curves have similar areas. That matters for the next chapters: comparing
+# the ARM's circuit with the MDM's only makes sense if both circuits are faithful at the size
+# being compared.
+#
+# The area summarises the whole curve, but it is dominated by the large circuits, where every
+# method does well. The small circuits on the left tell methods apart. The next figure uses them
+# to compare the scores of chapter 4: circuits from EAP, from EAP-IG, and EAP-IG with greedy
+# selection, for the ARM.
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+for ax, task in zip(axes, pairs):
+    model, clean_ids, corrupted_ids, metric, kwargs = inputs_of("ARM", task)
+    eap = ml.attribute(model, clean_ids, corrupted_ids, metric, method="EAP", **kwargs)
+    variants = {"EAP-IG, top_n": curves["ARM", task], "EAP, top_n": curve("ARM", task, eap),
+                "EAP-IG, greedy": curve("ARM", task, scores["ARM", task], select=ml.greedy)}
+    ax.set_prop_cycle(color=[viz.ARM_COLOR, "black", viz.CONTROL_COLOR], linestyle=["-", "--", ":"])
+    ml.plot_faithfulness(variants, ax=ax)
+    ax.set_title(f"ARM, {TASK_NAMES[task]}")
+    for label, result in variants.items():
+        print(f"ARM {TASK_NAMES[task]:9s} {label:15s}: area {result.area:.3f}, "
+              f"faithfulness at n = 10, 24, 40: {', '.join(f'{result.faithfulness[EDGE_COUNTS.index(n)]:.2f}' for n in (10, 24, 40))}")
+fig.suptitle("Which scores make the better small circuits?")
+fig.tight_layout()
+
+# %% [markdown]
+# On IOI the three curves nearly coincide. On Countdown, the circuits from EAP's scores need
+# clearly more edges than EAP-IG's to reach the same faithfulness: EAP shrinks some large scores
+# much more than others (chapter 4), and that reorders exactly the edges a small circuit keeps. Greedy
+# and top-n selection give almost the same circuits here. The paper, like this book, uses EAP-IG
+# with top-n.
+
+# %% [markdown]
+# ## Drawing a circuit
+#
+# `plots.draw_circuit` places every node by layer (x) and by head, with the MLP on the bottom
+# row (y). Each edge of the circuit is a curve with width proportional to its $|\text{score}|$,
+# coloured by the input it reaches. Below are the top-24 circuits (5% of the edges, the size the
+# comparison chapters use) of both models on both tasks.
+
+# %%
+fig, axes = plt.subplots(2, 2, figsize=(15, 8))
+for row, task in zip(axes, pairs):
+    for ax, model_name in zip(row, models):
+        task_scores = scores[model_name, task]
+        circuit = ml.top_n(task_scores, 24)
+        plots.draw_circuit(circuit, task_scores, ax=ax)
+        ax.set_title(f"{model_name}, {TASK_NAMES[task]}: {circuit.n_edges} edges, {len(circuit.nodes)} nodes",
+                     color=viz.ARM_COLOR if model_name == "ARM" else viz.MDM_COLOR)
+fig.suptitle("Top-24 EAP-IG circuits")
+fig.tight_layout()
+
+# %% [markdown]
+# A drawing shows one circuit at one size, for a handful of examples: a good place for
+# hypotheses, and a bad place for conclusions. Chapters 6 to 9 measure the differences between
+# the ARM's and the MDM's circuits over many examples and several training seeds.
+#
+# ## Exercises
+#
+# **1. Prune to a fixed point.** Write `prune_edges(edges) -> set` for a set of edge names such
+# as `"a0.h1->a1.h0<k>"`, `"m0->logits"`, `"input->m1"`. A node (`input`, `a{l}.h{h}`, `m{l}`) stays
+# only if it has an edge in and an edge out, where `input` needs no edge in, `logits` always stays,
+# and an edge into `a1.h0<q>`, `<k>` or `<v>` is an edge into the node `a1.h0`. Drop the edges
+# whose sender or receiver left, and repeat until nothing changes.
+
+# %% tags=["hide-input", "solution"]
+def prune_edges(edges):
+    edges = set(edges)
+    while True:
+        senders = {edge.split("->")[0] for edge in edges}
+        fed = {edge.split("->")[1].split("<")[0] for edge in edges}
+        alive = {node for node in senders if node in fed or node == "input"} | {"logits"}
+        kept = {edge for edge in edges if edge.split("->")[0] in alive and edge.split("->")[1].split("<")[0] in alive}
+        if kept == edges:
+            return kept
+        edges = kept
+
+
+# %%
+checks.prune_edges(prune_edges)
+
+# %% [markdown]
+# **2. Faithfulness from three means.** Write `faithfulness(circuit, empty, clean) -> float`, where
+# each argument holds the per-example metric values `[N]` of the circuit, the empty circuit and
+# the clean run.
+
+# %% tags=["hide-input", "solution"]
+def faithfulness(circuit, empty, clean):
+    return float((circuit.mean() - empty.mean()) / (clean.mean() - empty.mean()))
+
+
+# %%
+checks.faithfulness(faithfulness)
+
+# %% [markdown]
+# **3. (Open.)** Faithfulness is a ratio of *means*. Compute the per-example ratio
+# $(m_\text{circuit} - m_\text{empty}) / (m_\text{clean} - m_\text{empty})$ for the top-24 circuit
+# of the ARM on IOI, and plot its distribution. Is the circuit equally faithful on every example?
+# Which examples would you look at first, and what would you expect to find in them?
+
+# %%
+Markdown(viz.versions_footer())
