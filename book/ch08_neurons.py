@@ -1,0 +1,178 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 8. Neurons: sharp or broad?
+#
+# The paper's last piece of evidence is a set of neuron activation plots: in early layers the ARM's
+# MLP neurons look sharp and token-specific, the MDM's broader. The paper shows plots and defines
+# no statistic. Here we look at the same kind of plot on the zoo, and then turn it into two numbers
+# per neuron, selectivity and breadth, so that ARM and MDM can be compared over seeds with
+# intervals.
+#
+# By the end of this chapter you will be able to:
+#
+# - read the hidden activations of an MLP on task prompts;
+# - group positions into token categories and compute a neuron's category profile;
+# - compute selectivity (which categories a neuron fires for) and breadth (how often it fires);
+# - compare the ARM's and the MDM's early-layer neurons with the report's statistics.
+
+# %% tags=["skip-execution", "remove-cell"]
+# Colab / fresh environments: install the companion package pinned to this book release.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "mechshift-lite @ git+https://github.com/mechshift-lite/mechshift-lite@v0.1.0"
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown
+
+import mechshift_lite as ml
+from mechshift_lite import checks, neurons, plots, viz, zoo
+from mechshift_lite.experiment import model_inputs, task_pairs
+from mechshift_lite.reporting import CATEGORIES, pooled_neuron_activations
+from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
+
+# %% [markdown]
+# ## Activations on one prompt
+#
+# `neurons.activations` returns the hidden units of one MLP, `act(x W_in + b_in)`, at every
+# position: `[batch, pos, d_mlp]`. We read layer 0 (the first of our four layers) on one
+# Countdown prompt, for the ARM and the MDM of seed 0. The MDM reads the prompt followed by the
+# masked answer canvas; we show the prompt positions, which both models see.
+
+# %%
+tok = zoo.tokenizer()
+models = {"ARM": zoo.load("arm", seed=0), "MDM": zoo.load("mdm", seed=0)}
+pairs = {task: task_pairs(task, tok, n=32, seed=0) for task in ("ioi", "countdown")}
+LAYER = 0
+
+acts = {}
+for name, model in models.items():
+    inputs = model_inputs(model, pairs["countdown"], tok)
+    acts[name] = neurons.activations(model, inputs.clean_ids, LAYER, inputs.attention_mask, inputs.attention)
+
+prompt_len = int(pairs["countdown"].readout_pos[0]) + 1
+tokens = [tok.tokens[t] for t in pairs["countdown"].clean_ids[0, :prompt_len].tolist()]
+top = neurons.top_neurons(acts["ARM"][:, :prompt_len], 24)
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+for ax, name in zip(axes, models):
+    image = ax.imshow(acts[name][0, :prompt_len, top].T.numpy(), aspect="auto", cmap="RdBu_r", vmin=-2, vmax=2)
+    ax.set_xticks(range(prompt_len), tokens, rotation=90, fontsize=7)
+    ax.set_title(name, color=ARM_COLOR if name == "ARM" else MDM_COLOR)
+axes[0].set_ylabel("neuron (the ARM's 24 most variable)")
+axes[0].set_yticks(range(len(top)), top.tolist(), fontsize=6)
+fig.colorbar(image, ax=axes, label="activation")
+fig.suptitle(f"MLP {LAYER} on one Countdown prompt: the same neurons in the ARM and its MDM", fontsize=10);
+
+# %% [markdown]
+# The MDM starts from the ARM's weights, so its neuron $i$ is the ARM's neuron $i$ after
+# post-training: the two panels show how each neuron changed. In Jupyter or Colab, the explorer
+# below moves through the layers and the prompts (the page does not run it).
+
+# %% tags=["skip-execution"]
+from mechshift_lite import explorers
+
+explorers.neuron_explorer(models, pairs["countdown"], tok)
+
+# %% [markdown]
+# ## From plots to numbers
+#
+# A plot of a few neurons on one prompt invites over-reading. We summarise every neuron of the
+# layer over the positions of 32 prompts of *each* task together, so that all four token
+# categories occur (a Countdown prompt alone has only digits and punctuation, and every neuron
+# would look "selective").
+#
+# ```{admonition} Definitions (quoted from `mechshift_lite.neurons`)
+# :class: note
+# - **Token categories**: digit, operator or punctuation, name, other word (special tokens such as
+#   `[BOS]` and `[MASK]` are left out).
+# - **Category profile** of a neuron: its mean activation over the positions of each category.
+# - **Selectivity**, in $[0, 1]$: $1 - H(p)/\log C$, where $p$ is the positive part of the profile
+#   normalised to sum to 1 and $C$ the number of categories. 1 = fires for one category only;
+#   0 = equally for all. Neurons that never fire positively are left out (NaN).
+# - **Breadth**, in $[0, 1]$: the fraction of real positions where the neuron exceeds half of its
+#   maximum over the dataset. Low = fires on few tokens.
+# ```
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for name, model in models.items():
+    acts, categories = pooled_neuron_activations(model, list(pairs.values()), tok, LAYER)
+    sel = neurons.selectivity(neurons.category_profile(acts, categories, len(CATEGORIES)))
+    brd = neurons.breadth(acts, (categories >= 0).long())
+    color = ARM_COLOR if name == "ARM" else MDM_COLOR
+    axes[0].hist(sel[~sel.isnan()].numpy(), bins=20, range=(0, 1), alpha=0.6, color=color, label=name)
+    axes[1].hist(brd.numpy(), bins=20, range=(0, 1), alpha=0.6, color=color, label=name)
+    print(f"{name}: median selectivity {sel.nanmedian():.3f}, median breadth {brd.median():.3f}")
+axes[0].set_xlabel("selectivity")
+axes[1].set_xlabel("breadth")
+axes[0].set_ylabel("neurons")
+axes[0].legend(fontsize=8)
+fig.suptitle(f"MLP {LAYER} neurons on 32 IOI and 32 Countdown prompts (seed 0)", fontsize=10)
+fig.tight_layout()
+
+# %% [markdown]
+# ## Over seeds
+#
+# The report computes the category profiles on both tasks' common-correct pools together, for
+# every seed, and gives the median selectivity and breadth with their intervals (resampling seeds,
+# then examples). The heatmaps show the mean activation per category of the 16 most variable
+# neurons of seed 0.
+
+# %%
+result = ml.report(progress=False)
+plots.neuron_heatmaps(result);
+
+# %%
+n = result["neurons"]
+Markdown("| statistic (MLP %d) | ARM | MDM |\n|---|---|---|\n" % n["layer"] + "\n".join(
+    f"| median {key} | " + " | ".join(f"{n[f'{key}_{kind}']['mean']:.3f} [{n[f'{key}_{kind}']['lo']:.3f}, {n[f'{key}_{kind}']['hi']:.3f}]"
+                                      for kind in ("arm", "mdm")) + " |"
+    for key in ("selectivity", "breadth")))
+
+# %% [markdown]
+# The paper's picture predicts a lower selectivity and a higher breadth for the MDM. Whether the
+# intervals separate tells us whether three seeds are enough to see it. Note that these statistics
+# mix the two tasks' prompts: a neuron that fires on every digit is "selective" by category even if
+# it is broad within Countdown.
+#
+# ## Exercises
+#
+# **1. Selectivity.** Write `selectivity(profile) -> Tensor`: `profile` is `[categories, neurons]`;
+# keep its positive part, normalise each neuron's column to sum to 1, and return
+# $1 - H(p) / \log C$ per neuron, with NaN for neurons whose positive part is all zero.
+
+# %% tags=["hide-input", "solution"]
+def selectivity(profile):
+    import math
+
+    positive = profile.clamp(min=0)
+    total = positive.sum(0)
+    p = positive / total
+    entropy = -(p * p.clamp(min=1e-12).log()).sum(0)
+    out = 1 - entropy / math.log(profile.shape[0])
+    return torch.where(total > 0, out, torch.full_like(out, float("nan")))
+
+
+# %%
+checks.selectivity(selectivity)
+
+# %% [markdown]
+# **2. (Open.)** Repeat the statistics on the last MLP layer instead of the first. Is the
+# difference between ARM and MDM larger early or late, as the paper's "early-layer processing"
+# would predict?
+#
+# **3. (Open.)** Our categories are coarse. Split "digit" into the numbers of the prompt and the
+# target, and find neurons of the MDM that distinguish them. Does the ARM have them too?
+
+# %%
+Markdown(viz.versions_footer())

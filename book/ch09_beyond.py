@@ -1,0 +1,183 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 9. Beyond the paper: diffusion steps, ablations, trajectory
+#
+# The paper ends with checks it did not run and questions it left open. Three of them are cheap on
+# the zoo, so we run them:
+#
+# 1. **Diffusion steps.** The paper attributes the MDM at one point of its denoising. Is the
+#    circuit the same when part of the answer is already committed? (The paper reports more than
+#    90% component overlap across steps.)
+# 2. **Early-layer ablation.** If the MDM front-loads Countdown, ablating its most important
+#    early components should hurt more than ablating as many random ones, and more than the same
+#    ablation hurts the ARM.
+# 3. **Trajectory.** Does rewiring happen early and abruptly in post-training, or gradually? The
+#    zoo keeps the seed-0 MDM at several post-training steps.
+#
+# By the end of this chapter you will be able to:
+#
+# - attribute an MDM at diffusion step $k$ with clean and corrupted canvases that share the
+#   committed tokens;
+# - run a targeted ablation against a random control;
+# - follow a circuit statistic along post-training checkpoints, next to accuracy.
+
+# %% tags=["skip-execution", "remove-cell"]
+# Colab / fresh environments: install the companion package pinned to this book release.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "mechshift-lite @ git+https://github.com/mechshift-lite/mechshift-lite@v0.1.0"
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import Markdown
+
+import mechshift_lite as ml
+from mechshift_lite import ablation, checks, plots, viz, zoo
+from mechshift_lite.experiment import model_inputs, task_pairs
+from mechshift_lite.viz import MDM_COLOR
+
+result = ml.report(progress=False)
+TASK_NAMES = {"ioi": "IOI", "countdown": "Countdown"}
+tok = zoo.tokenizer()
+
+# %% [markdown]
+# ## 1. Circuits across diffusion steps
+#
+# At step $k$ the MDM's canvas holds the first $k$ tokens its own confidence decoding committed
+# (one per step, the most confident first), and the rest stays masked. Two details make the
+# comparison across steps fair:
+#
+# - the corrupted canvas gets *the same tokens at the same positions*, so clean and corrupted
+#   differ only in the prompt: the attribution explains the prompt's effect in that diffusion state;
+# - the first answer slot, whose prediction the metric reads, is never committed: decoding goes on
+#   around it, so every step explains the same decision.
+#
+# Confidence decoding commits the easiest slots first, and on our canvases those are the padding
+# slots at the end. Steps 4 to 24 therefore go from "a few pads known" to "almost the whole canvas
+# known"; on Countdown the late steps reveal most of the equation around the masked first token.
+# Here is one Countdown canvas at several steps:
+
+# %%
+mdm = zoo.load("mdm", seed=0)
+cd_pairs = task_pairs("countdown", tok, n=4, seed=0)
+show = lambda ids: tok.decode(ids.tolist()).replace("[MASK]", "_")   # _ = [MASK]
+for k in [0] + result["tasks"]["countdown"]["diffusion_steps"]["steps"]:
+    inputs = model_inputs(mdm, cd_pairs, tok, step=k)
+    print(f"step {k:2d} clean    : {show(inputs.clean_ids[0])}")
+print(f"step {k:2d} corrupted: {show(inputs.corrupted_ids[0])}")
+
+# %%
+plots.diffusion_steps(result);
+
+# %%
+Markdown("| task | step | top-K component overlap with step 0 | edge Jaccard with step 0 |\n|---|---|---|---|\n" + "\n".join(
+    f"| {TASK_NAMES[task]} | {k} | {c['mean']:.2f} [{c['lo']:.2f}, {c['hi']:.2f}] | {e['mean']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}] |"
+    for task in TASK_NAMES
+    for k, c, e in zip(*(result["tasks"][task]["diffusion_steps"][key] for key in ("steps", "component_overlap", "edge_overlap")))))
+
+# %% [markdown]
+# ## 2. Ablating the early components
+#
+# For each model we take its three highest-scoring components (chapter 6's component score) in
+# the early layers and replace their outputs by their mean over the pool (**mean ablation**), then
+# measure the drop in accuracy on the common-correct pool. The control ablates three random
+# components, 20 draws per seed. A targeted drop well above the random one says the early
+# components the attribution found are the ones the model needs.
+
+# %%
+plots.ablation(result);
+
+# %%
+Markdown("| task | model | ablated (seed 0) | drop, targeted | drop, random |\n|---|---|---|---|---|\n" + "\n".join(
+    f"| {TASK_NAMES[task]} | {kind.upper()} | {', '.join(a[f'components_{kind}'])} | "
+    + " | ".join(f"{a[f'drop_{w}_{kind}']['mean']:.2f} [{a[f'drop_{w}_{kind}']['lo']:.2f}, {a[f'drop_{w}_{kind}']['hi']:.2f}]" for w in ("targeted", "random")) + " |"
+    for task in TASK_NAMES for a in [result["tasks"][task]["ablation"]] for kind in ("arm", "mdm")))
+
+# %% [markdown]
+# The same operation by hand, for one model: `ablation.ablated_logits` runs the model with the
+# chosen nodes' outputs replaced.
+
+# %%
+ioi_pairs = task_pairs("ioi", tok, n=64, seed=1)
+inputs = model_inputs(mdm, ioi_pairs, tok)
+rows = torch.arange(len(ioi_pairs))
+for nodes in ([], result["tasks"]["ioi"]["ablation"]["components_mdm"], ablation.random_components(mdm.graph, 3, seed=0)):
+    logits = ablation.ablated_logits(mdm, inputs.clean_ids, nodes, "mean", inputs.attention_mask, inputs.attention)
+    accuracy = (logits[rows, ioi_pairs.readout_pos].argmax(-1) == ioi_pairs.answer_ids).double().mean()
+    print(f"MDM on 64 IOI pairs, ablating {nodes or 'nothing'}: accuracy {accuracy:.2f}")
+
+# %% [markdown]
+# ## 3. Rewiring along post-training
+#
+# The zoo keeps the seed-0 MDM after 250, 500, 1000, 2000 and 3000 of its 4000 post-training
+# steps; step 0 is the ARM's own weights read as an MDM (bidirectional attention, masked canvas).
+# We attribute each checkpoint on the same pool and compare it with the ARM it started from; the
+# dashed line is the ARM-continued control after the full run. The accuracy of each checkpoint
+# (from the zoo's manifest) is shown beside it.
+
+# %%
+plots.trajectory(result);
+
+# %%
+snapshots = sorted((e for e in zoo.manifest()["checkpoints"].values() if e["kind"] == "mdm" and e["seed"] == 0),
+                   key=lambda e: e["step"])
+steps = [e["step"] for e in snapshots]
+fig, ax = plt.subplots(figsize=(6, 3))
+for key, label, style in (("ioi_accuracy", "IOI", "-"), ("countdown3_accuracy", "Countdown", "--")):
+    ax.plot(steps, [e["accuracy"][key] for e in snapshots], style, marker="o", color=MDM_COLOR, label=label)
+ax.set_xlabel("post-training step")
+ax.set_ylabel("accuracy (held-out test set)")
+ax.set_ylim(0, 1.05)
+ax.legend(fontsize=8)
+ax.set_title("The seed-0 MDM along post-training", fontsize=9)
+fig.tight_layout()
+
+# %% [markdown]
+# ## What to take from this chapter
+#
+# Each of these checks is a single figure on a toy, with intervals over three seeds (over examples
+# only for the trajectory, which follows one seed). They show what the paper's claims would need
+# to survive: a circuit that is stable while the MDM denoises, early components whose ablation is
+# specifically harmful, and a rewiring whose timing can be located in post-training. Whatever the
+# toy shows, the same code runs on real checkpoints (chapter 10).
+#
+# ## Exercises
+#
+# **1. A fair random control.** Write `random_control(graph, k, seed, exclude) -> list[str]`: draw
+# `k` distinct components (heads `a{l}.h{h}` and MLPs `m{l}`, i.e. `graph.src_names` without
+# `input`) uniformly at random, never one of `exclude`, the same draw for the same seed. (Excluding
+# the targeted components makes the control strictly "other" components.)
+
+# %% tags=["hide-input", "solution"]
+def random_control(graph, k, seed, exclude):
+    import random
+
+    candidates = [name for name in graph.src_names[1:] if name not in set(exclude)]
+    return random.Random(seed).sample(candidates, k)
+
+
+# %%
+checks.random_control(random_control)
+
+# %% [markdown]
+# **2. (Open.) Layer-matched control.** A random control draws from all layers, so a targeted
+# early ablation is compared with mostly later components. Draw the random components from the
+# early layers only (`ablation.random_components(graph, k, seed, pool=...)`) and redo the
+# comparison. Does the conclusion change?
+#
+# **3. (Open.)** Attribute the MDM at diffusion step $k$ *without* sharing the committed tokens
+# between clean and corrupted canvases (let each canvas commit its own answer). How do the
+# circuits change, and what is the attribution then measuring?
+
+# %%
+Markdown(viz.versions_footer())

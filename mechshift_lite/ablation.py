@@ -1,0 +1,107 @@
+"""Ablating components: replace node outputs and see what the model loses.
+
+Used for the paper's "next check": ablate the MDM's top early-layer components on Countdown and
+on IOI, and compare with ablating as many *random* components.
+
+* ``"zero"``: the node's output is replaced by zeros.
+* ``"mean"``: by its mean over the batch's real positions (a ``[d_model]`` vector per node), which
+  removes what the node says about *this* input while keeping its average contribution.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from .graph import Graph, parse_source
+from .model import Hooks, Transformer
+
+METHODS = ("zero", "mean")
+
+
+class NodeAblation(Hooks):
+    """Replaces the outputs of the given source nodes (``a{l}.h{h}``, ``m{l}``, ``input``)."""
+
+    def __init__(self, graph: Graph, nodes: Iterable[str], replacements: dict[str, Tensor] | None = None):
+        self.targets = {name: parse_source(name, graph) for name in nodes}
+        self.replacements = replacements or {}
+
+    def _value(self, name: str, like: Tensor) -> Tensor:
+        return self.replacements.get(name, torch.zeros(like.shape[-1], dtype=like.dtype, device=like.device))
+
+    def node_output(self, kind: str, layer: int | None, out: Tensor) -> Tensor:
+        mine = [(n, head) for n, (k, l, head) in self.targets.items() if k == kind and l == layer]
+        if not mine:
+            return out
+        out = out.clone()
+        for name, head in mine:
+            if head is None:
+                out[...] = self._value(name, out)
+            else:
+                out[:, :, head] = self._value(name, out[:, :, head])
+        return out
+
+
+@torch.no_grad()
+def mean_outputs(model: Transformer, input_ids: Tensor, nodes: Iterable[str], attention_mask: Tensor | None = None, attention=None) -> dict[str, Tensor]:
+    """Each node's output averaged over the batch's real positions, ``{name: [d_model]}``."""
+    run = model.run_with_nodes(input_ids, attention_mask, attention=attention)
+    real = torch.ones(input_ids.shape, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    return {name: run.outputs[name][real].mean(0) for name in nodes}
+
+
+@torch.no_grad()
+def ablated_logits(
+    model: Transformer,
+    input_ids: Tensor,
+    nodes: Iterable[str],
+    method: str = "mean",
+    attention_mask: Tensor | None = None,
+    attention=None,
+    means: dict[str, Tensor] | None = None,
+) -> Tensor:
+    """``[batch, pos, vocab]`` logits with ``nodes`` ablated (``method`` "zero" or "mean").
+
+    ``means``: mean outputs from :func:`mean_outputs` on the same inputs, to reuse across calls
+    (None: computed here for ``nodes``).
+    """
+    nodes = list(nodes)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    hooks = NodeAblation(model.graph, nodes)   # validates the names first
+    if method == "mean":
+        means = mean_outputs(model, input_ids, nodes, attention_mask, attention) if means is None else means
+        hooks.replacements = {name: means[name] for name in nodes}
+    return model(input_ids, attention_mask, attention=attention, hooks=hooks)
+
+
+def random_components(graph: Graph, k: int, seed: int, pool: Sequence[str] | None = None, exclude: Iterable[str] = ()) -> list[str]:
+    """``k`` components (heads and MLPs by default) drawn without replacement, seeded."""
+    excluded = set(exclude)
+    candidates = [n for n in (pool if pool is not None else graph.src_names[1:]) if n not in excluded]
+    if not 0 <= k <= len(candidates):
+        raise ValueError(f"cannot draw {k} components from {len(candidates)} candidates")
+    return random.Random(seed).sample(candidates, k)
+
+
+def layer_of(name: str) -> int:
+    """Layer of a head or MLP name (``a2.h1`` -> 2, ``m0`` -> 0; ``input`` -> -1)."""
+    if name == "input":
+        return -1
+    return int(name[1:].split(".")[0])
+
+
+def metric_under_ablation(
+    model: Transformer,
+    input_ids: Tensor,
+    metric: Callable[[Tensor], Tensor],
+    nodes: Iterable[str],
+    method: str = "mean",
+    attention_mask: Tensor | None = None,
+    attention=None,
+) -> Tensor:
+    """``[batch]`` metric values with ``nodes`` ablated."""
+    return metric(ablated_logits(model, input_ids, nodes, method, attention_mask, attention))

@@ -1,0 +1,230 @@
+"""The mechanism-shift experiment in miniature: attribute every zoo model on both tasks.
+
+For each task, one set of held-out clean/corrupted pairs is drawn. The **common-correct pool**
+keeps the pairs on which *every* model compared (ARM, MDM and ARM-continued of every seed) puts
+the clean answer token first at the readout position: the decision the attribution explains.
+All models are then attributed on exactly these pairs, split into ``n_chunks`` fixed blocks of
+examples, so the report can bootstrap over seeds *and* examples (see :mod:`mechshift_lite.reporting`).
+
+How each model is read (the same positions for all, thanks to the shift):
+
+* ARM and ARM-continued: ``[BOS] prompt`` with causal attention;
+* MDM: ``[BOS] prompt [MASK] ... [MASK]`` (the canvas) with bidirectional attention. At diffusion
+  step ``k > 0`` the clean canvas holds the first ``k`` tokens the MDM's own confidence decoding
+  committed, and the corrupted canvas gets *the same tokens at the same positions*: clean and
+  corrupted share the mask configuration and the diffusion state, and differ only in the prompt.
+  The first answer slot, whose prediction the metric reads, is never committed (decoding goes
+  on around it), so every step explains the same decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import diffusion, zoo
+from .attribution import Scores, attribute
+from .model import Transformer
+from .tasks import countdown, ioi
+from .tasks.common import TaskPairs
+from .tokenizer import Tokenizer
+
+TASKS: tuple[str, ...] = ("ioi", "countdown")
+KINDS: tuple[str, ...] = ("arm", "mdm", "arm-continued")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that decides the numbers of the report (its cache key includes all of it).
+
+    Attributes:
+        n_problems: held-out problems drawn per task, before the common-correct filter.
+        n_chunks: fixed blocks of examples (the bootstrap resamples blocks).
+        method, ig_steps: the attribution method (the paper: EAP-IG).
+        edge_fraction: top-N as a fraction of the graph's edges (the paper keeps 1000 edges of a
+            7B model's ~10^6, i.e. 0.1%; a 479-edge toy needs a larger fraction to be non-trivial).
+        component_fraction: top-K as a fraction of the components (heads and MLPs).
+        mdm_step: the diffusion step of the headline MDM attribution (0 = answer fully masked).
+        data_seed: seed of the held-out problems.
+    """
+
+    n_problems: int = 96
+    n_chunks: int = 8
+    method: str = "EAP-IG-inputs"
+    ig_steps: int = 5
+    edge_fraction: float = 0.05
+    component_fraction: float = 0.2
+    mdm_step: int = 0
+    data_seed: int = 2026
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def task_pairs(task: str, tokenizer: Tokenizer, n: int, seed: int) -> TaskPairs:
+    """``n`` held-out clean/corrupted pairs of ``task`` (IOI: ABC corruption; Countdown: another target)."""
+    if task == "ioi":
+        return ioi.make_pairs(tokenizer, ioi.generate(n, seed, "test"))
+    if task == "countdown":
+        problems = [ex for ex in countdown.generate(2 * n, seed, "test") if countdown.pairable(ex)][:n]
+        return countdown.make_pairs(tokenizer, problems, seed=seed)
+    raise ValueError(f"unknown task {task!r}; tasks: {TASKS}")
+
+
+@dataclass
+class ModelInputs:
+    """The inputs one model is attributed on (same readout positions for every model)."""
+
+    clean_ids: Tensor
+    corrupted_ids: Tensor
+    attention_mask: Tensor | None
+    attention: str
+
+
+def model_inputs(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, step: int = 0) -> ModelInputs:
+    """ARM view (prompt, causal) or MDM view (canvas at diffusion ``step``, bidirectional)."""
+    if model.attention == "causal":
+        return ModelInputs(pairs.clean_ids, pairs.corrupted_ids, pairs.attention_mask, "causal")
+    canvas = pairs.to_mdm(tokenizer)
+    clean, corrupted = canvas.clean_ids, canvas.corrupted_ids
+    if step > 0:
+        answer_start = pairs.readout_pos + 1
+        slots = torch.arange(clean.shape[1])[None, :]
+        explained = slots == answer_start[:, None]          # the token the metric reads stays masked
+        clean = diffusion.masked_state(model, clean, answer_start, step, tokenizer.mask_id, hold=explained)
+        in_answer = slots >= answer_start[:, None]
+        corrupted = torch.where(in_answer, clean, corrupted)
+    return ModelInputs(clean, corrupted, None, "bidirectional")
+
+
+@torch.no_grad()
+def correct(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer) -> Tensor:
+    """``[n]`` bool: the model's top token at the readout is the clean answer token."""
+    inputs = model_inputs(model, pairs, tokenizer)
+    logits = model(inputs.clean_ids, inputs.attention_mask, attention=inputs.attention)
+    top = logits[torch.arange(len(pairs)), pairs.readout_pos].argmax(-1)
+    return top == pairs.answer_ids
+
+
+def chunk_rows(n: int, n_chunks: int) -> list[Tensor]:
+    """Split ``range(n)`` into ``n_chunks`` contiguous blocks of (almost) equal size."""
+    if n < n_chunks:
+        raise ValueError(
+            f"the common-correct pool has {n} examples, fewer than n_chunks={n_chunks}; "
+            "draw more problems (n_problems) or use fewer chunks"
+        )
+    return list(torch.arange(n).tensor_split(n_chunks))
+
+
+def attribute_chunks(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, cfg: ExperimentConfig, step: int = 0) -> Tensor:
+    """``[n_chunks, n_src, n_dst]`` scores of each block of examples (their mean over blocks,
+    weighted by block size, is the score over the whole pool)."""
+    inputs = model_inputs(model, pairs, tokenizer, step)
+    metric = pairs.metric()
+    parts = []
+    for rows in chunk_rows(len(pairs), cfg.n_chunks):
+        mask = None if inputs.attention_mask is None else inputs.attention_mask[rows]
+        chunk_metric = _rows_metric(metric, rows)
+        scores = attribute(model, inputs.clean_ids[rows], inputs.corrupted_ids[rows], chunk_metric,
+                           method=cfg.method, ig_steps=cfg.ig_steps, attention_mask=mask, attention=inputs.attention)
+        parts.append(scores.tensor)
+    return torch.stack(parts)
+
+
+def _rows_metric(metric, offset_rows: Tensor):
+    """The pool's metric restricted to one block: block-local rows map to pool rows."""
+
+    def chunk_metric(logits: Tensor, rows: Tensor | None = None) -> Tensor:
+        local = torch.arange(logits.shape[0]) if rows is None else rows
+        return metric(logits, rows=offset_rows[local])
+
+    return chunk_metric
+
+
+def combine(chunks: Tensor, sizes: Tensor, graph, method: str) -> Scores:
+    """Scores of the whole pool from block scores ``[n_chunks, n_src, n_dst]`` and block sizes."""
+    weights = sizes.double() / sizes.sum()
+    return Scores((chunks * weights[:, None, None]).sum(0), graph, method, int(sizes.sum()))
+
+
+@dataclass
+class TaskData:
+    """Attribution of every model on one task's common-correct pool.
+
+    Attributes:
+        pairs: the pool (clean/corrupted pairs every model gets right).
+        n_drawn: pairs drawn before the filter; accuracy: per model key, share of drawn pairs right.
+        chunk_sizes: ``[n_chunks]`` examples per block.
+        scores: model key (``"arm/0"``, ``"mdm/1"``, ``"mdm/0@step2000"``, ``"mdm/0#k3"`` for
+            diffusion step 3) -> ``[n_chunks, n_src, n_dst]`` block scores.
+    """
+
+    pairs: TaskPairs
+    n_drawn: int
+    accuracy: dict[str, float]
+    chunk_sizes: Tensor
+    scores: dict[str, Tensor]
+
+
+def model_key(kind: str, seed: int, step: int | None = None, diffusion_step: int = 0) -> str:
+    key = f"{kind}/{seed}" + (f"@step{step}" if step is not None else "")
+    return key + (f"#k{diffusion_step}" if diffusion_step else "")
+
+
+def zoo_seeds(zoo_dir=zoo.ZOO_DIR) -> list[int]:
+    """Seeds for which the zoo has all three final models (ARM, MDM, ARM-continued)."""
+    finals = [e for e in zoo.available(zoo_dir) if e["final"]]
+    return sorted(set.intersection(*({e["seed"] for e in finals if e["kind"] == k} for k in KINDS)))
+
+
+def trajectory_steps(seed: int = 0, zoo_dir=zoo.ZOO_DIR) -> list[int]:
+    """Post-training steps of the intermediate MDM checkpoints of ``seed``."""
+    return sorted(e["step"] for e in zoo.available(zoo_dir) if e["kind"] == "mdm" and e["seed"] == seed and not e["final"])
+
+
+def collect(
+    cfg: ExperimentConfig,
+    seeds: Iterable[int] | None = None,
+    diffusion_steps: Iterable[int] = (0, 4, 8, 16, 24),
+    post_training_steps: Iterable[int] | None = None,
+    zoo_dir=zoo.ZOO_DIR,
+    progress: bool = True,
+) -> dict[str, TaskData]:
+    """Run every attribution the report needs. Returns task -> :class:`TaskData`.
+
+    ``post_training_steps``: the intermediate MDM checkpoints of the first seed to attribute
+    (None: all that the zoo has, :func:`trajectory_steps`).
+    """
+    tokenizer = zoo.tokenizer(zoo_dir)
+    seeds = list(zoo_seeds(zoo_dir) if seeds is None else seeds)
+    if not seeds:
+        raise ValueError("the zoo has no seed with all of arm, mdm and arm-continued")
+    if post_training_steps is None:
+        post_training_steps = trajectory_steps(seeds[0], zoo_dir)
+    models = {model_key(k, s): zoo.load(k, s, zoo_dir=zoo_dir) for s in seeds for k in KINDS}
+    trajectory = {model_key("mdm", seeds[0], step): zoo.load("mdm", seeds[0], step, zoo_dir=zoo_dir)
+                  for step in post_training_steps}
+    jobs = [(key, model, cfg.mdm_step if key.startswith("mdm/") else 0) for key, model in models.items()]
+    jobs += [(model_key("mdm", s, diffusion_step=k), models[model_key("mdm", s)], k)
+             for s in seeds for k in diffusion_steps if k > 0]
+    jobs += [(key, model, 0) for key, model in trajectory.items()]
+    out = {}
+    bar = tqdm(total=len(TASKS) * len(jobs), desc="attributing", disable=not progress)
+    for task in TASKS:
+        drawn = task_pairs(task, tokenizer, cfg.n_problems, cfg.data_seed)
+        right = {key: correct(model, drawn, tokenizer) for key, model in models.items()}
+        pool_rows = torch.stack(list(right.values())).all(0).nonzero()[:, 0]
+        pool = drawn.select(pool_rows)
+        sizes = torch.tensor([len(r) for r in chunk_rows(len(pool), cfg.n_chunks)])
+        scores = {}
+        for key, model, step in jobs:
+            scores[key] = attribute_chunks(model, pool, tokenizer, cfg, step)
+            bar.update()
+        accuracy = {key: float(r.float().mean()) for key, r in right.items()}
+        out[task] = TaskData(pool, len(drawn), accuracy, sizes, scores)
+    bar.close()
+    return out

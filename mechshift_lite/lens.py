@@ -1,0 +1,133 @@
+"""Component-wise logit lens: what each node's output says about the vocabulary.
+
+**How the final norm is handled (our choice; the paper does not say).** A component's output
+``o`` at the readout position is projected as the full model would project it, *linearised at
+the real residual stream* ``r``: the final norm's scale is taken from ``r`` (not from ``o``), so
+
+* LayerNorm (gpt2 family): ``lens(o) = ((o - mean(o)) / std(r)) * w @ W_U``
+* RMSNorm (llama family):  ``lens(o) = (o / rms(r)) * w @ W_U``
+
+Because the norm is then linear in its input, the component logits of all nodes plus the
+constant terms (positions, attention output biases, the norm's bias) add up exactly to the
+model's logits. This is "direct logit attribution"; it differs from projecting ``o`` through a
+norm of its own, which would exaggerate components with small outputs.
+
+Statistics over components (defined here, quoted in the book):
+
+* **answer rank**: 0 = the answer is the component's top token.
+* **entropy** of ``softmax(lens(o))`` in nats: low = sharp, token-specific alignment;
+  high = flat, distributed alignment.
+* **winner** of an example: the component whose lens gives the largest
+  ``logit[answer] - logit[distractor]``. The number of distinct winners over a set of examples
+  and the variance of the winners' counts are our precise version of the paper's "unique
+  explanatory components" and "variance" figures (sharp specialisation = few winners with a
+  high count variance).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .model import Transformer
+
+
+@dataclass
+class ComponentLens:
+    """Logit-lens readings at one position per example.
+
+    Attributes:
+        names: component names in graph (forward) order, ``input`` first.
+        logits: ``[n_components, batch, vocab]`` each component's contribution to the logits.
+        constant: ``[batch, vocab]`` what belongs to no component (positions, biases).
+        model_logits: ``[batch, vocab]`` the model's own logits at the readout position.
+    """
+
+    names: list[str]
+    logits: Tensor
+    constant: Tensor
+    model_logits: Tensor
+
+    def entropy(self) -> Tensor:
+        """``[n_components, batch]`` entropy (nats) of each component's token distribution."""
+        logp = self.logits.log_softmax(-1)
+        return -(logp.exp() * logp).sum(-1)
+
+    def rank_of(self, tokens: Tensor) -> Tensor:
+        """``[n_components, batch]`` rank of ``tokens [batch]`` in each component's lens (0 = top)."""
+        chosen = self.logits.gather(-1, tokens[None, :, None].expand(len(self.names), -1, 1))
+        return (self.logits > chosen).sum(-1)
+
+    def logit_diff(self, good: Tensor, bad: Tensor) -> Tensor:
+        """``[n_components, batch]`` each component's ``logit[good] - logit[bad]``."""
+        idx = torch.arange(len(good))
+        return self.logits[:, idx, good] - self.logits[:, idx, bad]
+
+    def top_tokens(self, component: str, example: int = 0, k: int = 5) -> list[tuple[int, float]]:
+        """The ``k`` highest (token id, logit) pairs of one component on one example."""
+        values, ids = self.logits[self.names.index(component), example].topk(k)
+        return list(zip(ids.tolist(), values.tolist()))
+
+
+@torch.no_grad()
+def component_lens(
+    model: Transformer,
+    input_ids: Tensor,
+    readout_pos: Tensor,
+    attention_mask: Tensor | None = None,
+    attention=None,
+) -> ComponentLens:
+    """Component logit lens of every node at ``readout_pos [batch]`` (see the module docstring).
+
+    Heads are read individually (``a{l}.h{h}``), MLPs whole (``m{l}``), plus ``input``.
+    """
+    if readout_pos.shape != (input_ids.shape[0],):
+        raise ValueError(f"readout_pos must have shape [batch] = ({input_ids.shape[0]},); got {tuple(readout_pos.shape)}")
+    run = model.run_with_nodes(input_ids, attention_mask, attention=attention)
+    rows = torch.arange(input_ids.shape[0])
+    resid = run.inputs["logits"][rows, readout_pos]                     # [B, D]
+    names = model.graph.src_names
+    outputs = torch.stack([run.outputs[n][rows, readout_pos] for n in names])   # [C, B, D]
+    constant = resid - outputs.sum(0)                                   # positions and b_O
+    norm = model.ln_final
+    centred = lambda x: x if norm.rms else x - x.mean(-1, keepdim=True)
+    scale = _norm_scale(norm, resid)                                    # [B, 1]
+    project = lambda x: (centred(x) * scale * norm.w) @ model.unembed
+    const_logits = project(constant) + (0 if norm.b is None else norm.b @ model.unembed)
+    model_logits = run.logits[rows, readout_pos]
+    return ComponentLens(names, project(outputs), const_logits, model_logits)
+
+
+def _norm_scale(norm, resid: Tensor) -> Tensor:
+    """``1 / std(resid)`` (LayerNorm) or ``1 / rms(resid)`` (RMSNorm), shape ``[B, 1]``."""
+    if norm.rms:
+        return torch.rsqrt(resid.pow(2).mean(-1, keepdim=True) + norm.eps)
+    return torch.rsqrt(resid.var(-1, unbiased=False, keepdim=True) + norm.eps)
+
+
+@dataclass(frozen=True)
+class WinnerStats:
+    """How concentrated the "explanatory" components are over a set of examples."""
+
+    counts: dict[str, int]
+
+    @property
+    def n_unique(self) -> int:
+        """Number of distinct components that win at least one example."""
+        return len(self.counts)
+
+    @property
+    def variance(self) -> float:
+        """Population variance of the win counts of the components that win at least once."""
+        values = torch.tensor(list(self.counts.values()), dtype=torch.float64)
+        return float(values.var(unbiased=False)) if len(values) else 0.0
+
+
+def winners(lens: ComponentLens, good: Tensor, bad: Tensor, exclude: tuple[str, ...] = ("input",)) -> WinnerStats:
+    """Per example, the component with the largest ``logit[good] - logit[bad]``; their counts."""
+    keep = [i for i, n in enumerate(lens.names) if n not in exclude]
+    best = lens.logit_diff(good, bad)[keep].argmax(0)
+    return WinnerStats(dict(Counter(lens.names[keep[i]] for i in best.tolist())))

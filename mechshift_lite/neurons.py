@@ -1,0 +1,91 @@
+"""Neuron activations of one MLP over task examples: how selective, how broad.
+
+Definitions (ours; the paper shows plots without defining a statistic):
+
+* **activations**: the MLP's hidden units ``act(x @ W_in + b_in)`` (gpt2) or the SwiGLU product
+  (llama), ``[batch, pos, d_mlp]``, on the same inputs the attribution uses.
+* **category profile**: the mean activation of each neuron over the positions of each token
+  category (e.g. digits, operators, names, other), ``[n_categories, d_mlp]``.
+* **selectivity** of a neuron, in [0, 1]: ``1 - H(p) / log(C)`` where ``p`` is its positive
+  category profile normalised to sum to 1. 1 = it fires for one category only (sharp,
+  specialised); 0 = equally for all (broad). Neurons that never fire positively get NaN.
+* **breadth** of a neuron, in [0, 1]: the fraction of real positions where its activation exceeds
+  half of its maximum over the dataset. Low = it fires on few tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .model import Transformer
+
+
+@torch.no_grad()
+def activations(
+    model: Transformer,
+    input_ids: Tensor,
+    layer: int,
+    attention_mask: Tensor | None = None,
+    attention=None,
+) -> Tensor:
+    """``[batch, pos, d_mlp]`` hidden activations of MLP ``layer``."""
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError(f"layer must be in [0, {model.cfg.n_layers}); got {layer}")
+    run = model.run_with_nodes(input_ids, attention_mask, attention=attention)
+    block = model.blocks[layer]
+    return block.mlp.hidden(block.ln2(run.inputs[f"m{layer}"]))
+
+
+def token_categories(
+    token_ids: Tensor, vocabulary: Sequence[str], categorise: Callable[[str], int | None]
+) -> Tensor:
+    """``[batch, pos]`` category index of each token (``-1`` where ``categorise`` returns None)."""
+    table = torch.tensor([-1 if (c := categorise(t)) is None else c for t in vocabulary])
+    return table[token_ids]
+
+
+def category_profile(acts: Tensor, categories: Tensor, n_categories: int) -> Tensor:
+    """``[n_categories, d_mlp]`` mean activation per category (positions with category -1 ignored).
+
+    A category with no position gets NaN.
+    """
+    if acts.shape[:2] != categories.shape:
+        raise ValueError(f"categories must have shape [batch, pos] = {tuple(acts.shape[:2])}; got {tuple(categories.shape)}")
+    flat, cats = acts.reshape(-1, acts.shape[-1]), categories.reshape(-1)
+    keep = cats >= 0
+    sums = torch.zeros(n_categories, acts.shape[-1], dtype=acts.dtype).index_add(0, cats[keep], flat[keep])
+    counts = torch.bincount(cats[keep], minlength=n_categories).to(acts.dtype)[:, None]
+    return sums / counts
+
+
+def selectivity(profile: Tensor) -> Tensor:
+    """``[d_mlp]`` selectivity of each neuron from its category profile (see module docstring)."""
+    positive = profile.nan_to_num(0.0).clamp(min=0)
+    total = positive.sum(0)
+    p = positive / total
+    entropy = -(p * p.clamp(min=1e-12).log()).sum(0)
+    out = 1 - entropy / math.log(profile.shape[0])
+    return torch.where(total > 0, out, torch.full_like(out, float("nan")))
+
+
+def breadth(acts: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+    """``[d_mlp]`` fraction of real positions where a neuron exceeds half its dataset maximum."""
+    flat = acts.reshape(-1, acts.shape[-1])
+    if attention_mask is not None:
+        flat = flat[attention_mask.reshape(-1).bool()]
+    threshold = flat.max(0).values / 2
+    return (flat > threshold).double().mean(0)
+
+
+def top_neurons(acts: Tensor, k: int, attention_mask: Tensor | None = None) -> Tensor:
+    """Indices of the ``k`` neurons with the largest activation variance over real positions."""
+    flat = acts.reshape(-1, acts.shape[-1])
+    if attention_mask is not None:
+        flat = flat[attention_mask.reshape(-1).bool()]
+    if not 0 < k <= flat.shape[-1]:
+        raise ValueError(f"k must be between 1 and d_mlp ({flat.shape[-1]}); got {k}")
+    return flat.var(0).topk(k).indices

@@ -1,0 +1,113 @@
+"""Overlap metrics and layer distributions, on hand-built score matrices with known answers."""
+
+import random
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from mechshift_lite import compare
+from mechshift_lite.graph import Graph
+
+GRAPH = Graph(n_layers=3, n_heads=2)
+
+
+@dataclass
+class FakeScores:
+    tensor: torch.Tensor
+    graph: Graph = GRAPH
+
+
+def scores_with(edges: dict[str, float], graph: Graph = GRAPH) -> FakeScores:
+    t = torch.zeros(graph.n_src, graph.n_dst)
+    for name, value in edges.items():
+        t[graph.edge_index(name)] = value
+    return FakeScores(t, graph)
+
+
+def random_scores(seed: int, graph: Graph = GRAPH) -> FakeScores:
+    t = torch.randn(graph.n_src, graph.n_dst, generator=torch.Generator().manual_seed(seed))
+    return FakeScores(t * graph.edge_mask, graph)
+
+
+def test_top_edges_rank_by_absolute_score():
+    s = scores_with({"input->m0": 0.5, "a0.h1->m1": -3.0, "m2->logits": 1.0})
+    assert compare.top_edges(s, 2) == {"a0.h1->m1", "m2->logits"}
+
+
+def test_jaccard_extremes_and_self_overlap():
+    s = random_scores(0)
+    assert compare.edge_overlap(s, s, 10) == 1.0
+    neg = FakeScores(-s.tensor)
+    assert compare.edge_overlap(s, neg, 10) == 1.0       # absolute values: sign does not matter
+    assert compare.jaccard({1, 2}, {3}) == 0.0 and compare.jaccard({1, 2}, {2, 3}) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("n_total, a, b", [(50, 5, 5), (110, 10, 20), (30, 30, 12)])
+def test_chance_jaccard_matches_simulation(n_total, a, b):
+    rng = random.Random(0)
+    items = range(n_total)
+    sims = [compare.jaccard(set(rng.sample(items, a)), set(rng.sample(items, b))) for _ in range(20000)]
+    assert compare.chance_jaccard(n_total, a, b) == pytest.approx(sum(sims) / len(sims), abs=3e-3)
+
+
+def test_component_scores_follow_the_papers_definition():
+    s = scores_with({"a0.h1->a1.h0<k>": 2.0, "a0.h1->m2": -1.0, "a1.h0->logits": 0.5, "input->a0.h1<q>": 0.1})
+    totals = compare.component_scores(s, n=3)   # the smallest edge is not in the top 3
+    assert totals["a0.h1"] == pytest.approx(3.0)
+    assert totals["a1.h0"] == pytest.approx(2.5)
+    assert totals["m2"] == pytest.approx(1.0)
+    assert compare.top_components(s, 3, 2) == ["a0.h1", "a1.h0"]
+
+
+def test_component_overlap_reports_fraction_and_jaccard():
+    a = scores_with({"a0.h0->m0": 3.0, "a0.h1->m1": 2.0})
+    b = scores_with({"a0.h0->m0": 3.0, "a2.h1->m2": 2.0})
+    result = compare.component_overlap(a, b, n=2, k=2)
+    # a's top-2: a0.h0 (3), m0 (3); b's top-2: a0.h0 (3), m0 (3) -> identical
+    assert result.shared_fraction == 1.0 and result.jaccard == 1.0
+    result = compare.component_overlap(a, b, n=2, k=4)
+    assert result.shared_fraction == pytest.approx(2 / 4) and result.jaccard == pytest.approx(2 / 6)
+
+
+def test_layer_distribution_puts_mass_where_it_is():
+    s = scores_with({"input->m0": 1.0, "input->a1.h0<v>": 1.0, "m2->logits": 2.0})
+    labels, shares = compare.layer_distribution(s, by="src")
+    assert labels[0] == "input" and shares.tolist() == pytest.approx([0.5, 0.0, 0.0, 0.5])
+    labels, shares = compare.layer_distribution(s, by="dst")
+    assert labels[-1] == "logits" and shares.tolist() == pytest.approx([0.25, 0.25, 0.0, 0.5])
+    _, counts = compare.layer_distribution(s, n=2, by="src", weight="count")
+    assert counts.sum() == pytest.approx(1.0)
+    assert compare.early_fraction(s) == pytest.approx(0.5)     # input and layer 0 are early for L=3
+    assert compare.mean_depth(s) == pytest.approx(0.5 * 0 + 0.5 * 1.0)
+
+
+def test_front_loaded_scores_have_lower_depth():
+    early = scores_with({"input->m0": 1.0, "a0.h0->m0": 1.0, "m2->logits": 0.1})
+    late = scores_with({"input->m0": 0.1, "a1.h0->m2": 1.0, "m2->logits": 1.0})
+    assert compare.early_fraction(early) > compare.early_fraction(late)
+    assert compare.mean_depth(early) < compare.mean_depth(late)
+
+
+def test_bad_inputs_are_refused():
+    s = random_scores(1)
+    with pytest.raises(ValueError, match="between 1 and the number of edges"):
+        compare.top_edges(s, GRAPH.n_edges + 1)
+    with pytest.raises(ValueError, match="cannot compare scores"):
+        compare.edge_overlap(s, random_scores(2, Graph(2, 2)), 5)
+    with pytest.raises(ValueError, match="k must be between"):
+        compare.top_components(s, 5, 100)
+    with pytest.raises(ValueError, match="all scores are zero"):
+        compare.layer_distribution(FakeScores(torch.zeros(GRAPH.n_src, GRAPH.n_dst)))
+    with pytest.raises(ValueError, match="no NaN"):
+        compare.bootstrap_ci([1.0, float("nan")])
+
+
+def test_bootstrap_interval_contains_mean_and_shrinks_with_more_data():
+    g = torch.Generator().manual_seed(0)
+    small, large = torch.randn(10, generator=g), torch.randn(1000, generator=g)
+    mean, lo, hi = compare.bootstrap_ci(small)
+    assert lo <= mean <= hi
+    _, lo2, hi2 = compare.bootstrap_ci(large)
+    assert hi2 - lo2 < hi - lo
+    assert compare.bootstrap_ci(small, seed=3) == compare.bootstrap_ci(small, seed=3)

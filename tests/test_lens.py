@@ -1,0 +1,53 @@
+"""Component logit lens: the components add up to the model's logits (ground truth)."""
+
+import pytest
+import torch
+
+from mechshift_lite import ModelConfig, Transformer
+from mechshift_lite.lens import component_lens, winners
+
+CONFIGS = {
+    "gpt2": ModelConfig(d_vocab=30, n_ctx=10, d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64),
+    "llama": ModelConfig(family="llama", d_vocab=30, n_ctx=10, d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=48,
+                         n_kv_heads=2, act="silu", qkv_bias=True, out_bias=False, mlp_bias=False),
+}
+
+
+@pytest.fixture(params=list(CONFIGS))
+def model(request):
+    m = Transformer(CONFIGS[request.param]).init_weights(0)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if not name.startswith("W"):
+                p.add_(0.2 * torch.randn_like(p))
+    return m
+
+
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_component_logits_sum_to_model_logits(model, attention):
+    ids = torch.randint(0, 30, (4, 8), generator=torch.Generator().manual_seed(0))
+    pos = torch.tensor([7, 3, 5, 0])
+    lens = component_lens(model, ids, pos, attention=attention)
+    torch.testing.assert_close(lens.logits.sum(0) + lens.constant, lens.model_logits, atol=1e-4, rtol=0)
+    assert lens.logits.shape == (model.graph.n_src, 4, 30)
+
+
+def test_rank_entropy_and_winners_on_a_hand_built_lens(model):
+    ids = torch.randint(0, 30, (3, 6), generator=torch.Generator().manual_seed(1))
+    lens = component_lens(model, ids, torch.tensor([5, 5, 5]))
+    lens.logits = torch.full_like(lens.logits, -5.0)
+    lens.logits[3, :, 7] = 10.0        # component 3 points sharply at token 7 on every example
+    lens.logits[4, 0, 7] = 20.0        # component 4 wins example 0
+    lens.logits[4, 1, 2] = 1.0         # ... and prefers token 2 on example 1
+    ranks = lens.rank_of(torch.tensor([7, 7, 7]))
+    assert ranks[3].tolist() == [0, 0, 0] and ranks[4].tolist() == [0, 1, 0]
+    entropy = lens.entropy()
+    assert entropy[3, 1] < 0.01 and entropy[0, 0] == pytest.approx(torch.log(torch.tensor(30.0)).item(), abs=1e-4)
+    stats = winners(lens, good=torch.tensor([7, 7, 7]), bad=torch.tensor([1, 1, 1]))
+    assert stats.counts == {lens.names[4]: 1, lens.names[3]: 2}
+    assert stats.n_unique == 2 and stats.variance == pytest.approx(0.25)
+
+
+def test_readout_positions_must_match_batch(model):
+    with pytest.raises(ValueError, match="readout_pos must have shape"):
+        component_lens(model, torch.zeros(2, 4, dtype=torch.long), torch.tensor([1]))

@@ -1,0 +1,49 @@
+"""Neuron statistics on hand-built activations with known answers, and on a model."""
+
+import math
+
+import pytest
+import torch
+
+from mechshift_lite import ModelConfig, Transformer, neurons
+
+
+def test_activations_match_a_manual_mlp_pass():
+    model = Transformer(ModelConfig(d_vocab=20, n_ctx=8, d_model=16, n_layers=2, n_heads=2, d_head=8, d_mlp=32)).init_weights(0)
+    ids = torch.randint(0, 20, (2, 6), generator=torch.Generator().manual_seed(0))
+    acts = neurons.activations(model, ids, layer=1)
+    run = model.run_with_nodes(ids)
+    mlp = model.blocks[1].mlp
+    torch.testing.assert_close(acts @ mlp.W_out + mlp.b_out, run.outputs["m1"], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="layer must be"):
+        neurons.activations(model, ids, layer=2)
+
+
+def test_selectivity_is_one_for_a_single_category_and_zero_for_uniform():
+    profile = torch.tensor([[2.0, 1.0, 0.0, -1.0],
+                            [0.0, 1.0, 0.0, -1.0],
+                            [0.0, 1.0, 0.0, -1.0]])
+    s = neurons.selectivity(profile)
+    assert s[0] == pytest.approx(1.0) and s[1] == pytest.approx(0.0, abs=1e-9)
+    assert math.isnan(s[2]) and math.isnan(s[3])
+
+
+def test_category_profile_and_breadth():
+    acts = torch.tensor([[[1.0, 0.0], [3.0, 1.0], [5.0, 1.0]]])       # [1, 3, 2]
+    cats = torch.tensor([[0, 1, -1]])
+    profile = neurons.category_profile(acts, cats, 3)
+    assert profile[:2].tolist() == [[1.0, 0.0], [3.0, 1.0]] and torch.isnan(profile[2]).all()
+    # neuron 0 exceeds 2.5 at 2 of 3 positions; neuron 1 exceeds 0.5 at 2 of 3
+    assert neurons.breadth(acts).tolist() == pytest.approx([2 / 3, 2 / 3])
+    assert neurons.breadth(acts, torch.tensor([[1, 1, 0]])).tolist() == pytest.approx([0.5, 0.5])
+    with pytest.raises(ValueError, match="categories must have shape"):
+        neurons.category_profile(acts, cats[:, :2], 3)
+
+
+def test_token_categories_and_top_neurons():
+    vocab = ["[PAD]", "1", "+", "Mary"]
+    cats = neurons.token_categories(torch.tensor([[1, 2, 3, 0]]), vocab, lambda t: 0 if t.isdigit() else 1 if t in "+-" else None)
+    assert cats.tolist() == [[0, 1, -1, -1]]
+    acts = torch.zeros(1, 4, 3)
+    acts[0, :, 2] = torch.tensor([0.0, 5.0, -5.0, 0.0])
+    assert neurons.top_neurons(acts, 1).tolist() == [2]

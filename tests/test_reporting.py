@@ -1,0 +1,114 @@
+"""The report pipeline end to end on a fake zoo of tiny random models (every example counted correct)."""
+
+import hashlib
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mechshift_lite import ModelConfig, Transformer, compare, experiment, plots
+from mechshift_lite import reporting as report
+from mechshift_lite.tasks import CANVAS, build_tokenizer
+
+TOK = build_tokenizer()
+CFG = ModelConfig(d_vocab=len(TOK), n_ctx=CANVAS, d_model=32, n_layers=3, n_heads=2, d_head=16, d_mlp=64)
+SMALL = experiment.ExperimentConfig(n_problems=12, n_chunks=3, method="EAP", ig_steps=1, edge_fraction=0.1)
+
+
+def write_fake_zoo(folder, seeds=(0, 1), snapshots=(100,)):
+    entries = {}
+    rows = [(k, s, None) for s in seeds for k in experiment.KINDS] + [("mdm", seeds[0], step) for step in snapshots]
+    for i, (kind, seed, step) in enumerate(rows):
+        name = f"{kind}-seed{seed}" + (f"-step{step}" if step else "")
+        model = Transformer(CFG).init_weights(10 * seed + i)
+        path = folder / f"{name}.safetensors"
+        save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
+        entries[name] = {"kind": kind, "seed": seed, "step": step or 1000, "final": step is None, "file": path.name,
+                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "model_config": CFG.to_dict(), "command": "fake"}
+    (folder / "manifest.json").write_text(json.dumps({"checkpoints": entries}))
+    TOK.save(folder / "tokenizer.json")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fake_zoo(tmp_path_factory):
+    return write_fake_zoo(tmp_path_factory.mktemp("zoo"))
+
+
+@pytest.fixture(scope="module")
+def result(fake_zoo):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(experiment, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(report, "correct", experiment.correct)
+        return report.compute(SMALL, n_boot=20, zoo_dir=fake_zoo, progress=False)
+
+
+def all_stats(tree):
+    if isinstance(tree, dict) and set(tree) == {"mean", "lo", "hi"}:
+        yield tree
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            yield from all_stats(v)
+    elif isinstance(tree, list):
+        for v in tree:
+            yield from all_stats(v)
+
+
+def test_intervals_are_ordered_and_overlaps_lie_in_the_unit_interval(result):
+    stats = list(all_stats(result))
+    assert len(stats) > 50
+    for s in stats:
+        assert s["lo"] <= s["hi"] + 1e-12, s
+    for task in result["tasks"].values():
+        for s in all_stats(task["overlap"]):
+            assert 0 <= s["lo"] <= s["hi"] <= 1, s
+
+
+def test_counts_of_distinct_winners_are_bootstrapped_over_seeds_only(result):
+    lens = result["tasks"]["ioi"]["lens"]
+    # with every seed's examples fixed, the interval spans the per-seed values and holds the mean
+    for kind in ("arm", "mdm"):
+        s = lens[f"winners_{kind}"]
+        assert s["lo"] <= s["mean"] <= s["hi"]
+
+
+def test_table_one_analogue_has_baselines_and_chance(result):
+    o = result["tasks"]["countdown"]["overlap"]
+    n = o["n_edges"]
+    assert n == round(0.1 * result["graph"]["n_edges"])
+    assert o["chance_edge"] == pytest.approx(compare.chance_jaccard(result["graph"]["n_edges"], n, n))
+    for key in ("edge_arm_mdm", "edge_arm_armc", "edge_arm_arm", "component_arm_mdm"):
+        assert 0 <= o[key]["mean"] <= 1
+    text = report.table(result)
+    assert "ARM-ARMc" in text and "countdown" in text and "early-layer fraction" in text
+
+
+def test_layer_shares_and_steps_are_well_formed(result):
+    d = result["tasks"]["ioi"]["depth"]
+    assert sum(d["layers_mdm"]) == pytest.approx(1.0)
+    assert len(d["layer_labels"]) == CFG.n_layers + 1
+    steps = result["tasks"]["ioi"]["diffusion_steps"]
+    assert len(steps["component_overlap"]) == len(steps["steps"])
+    traj = result["tasks"]["ioi"]["trajectory"]
+    assert traj["steps"] == [100, "final"]
+    assert len(result["verdict"]) == 3 and all(isinstance(v["holds"], bool) for v in result["verdict"])
+
+
+def test_report_writes_figures_and_reuses_a_valid_cache(fake_zoo, result, tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "compute", lambda *a, **k: json.loads(json.dumps(result)))
+    out = report.report(tmp_path / "out", SMALL, n_boot=20, cache_dir=tmp_path / "cache", zoo_dir=fake_zoo, progress=False)
+    assert (tmp_path / "out" / "report.json").exists() and (tmp_path / "out" / "table.txt").exists()
+    assert len(list((tmp_path / "out").glob("*.png"))) == len(plots.FIGURES)
+
+    def must_not_run(*a, **k):
+        raise AssertionError("the cached report should have been used")
+
+    monkeypatch.setattr(report, "compute", must_not_run)
+    again = report.report(None, SMALL, n_boot=20, cache_dir=tmp_path / "cache", zoo_dir=fake_zoo)
+    assert again["cache_key"] == out["cache_key"]
+    # a stale file (its key differs from the one the zoo and config give) is recomputed
+    cached = next((tmp_path / "cache").glob("report-*.json"))
+    cached.write_text(json.dumps({**again, "cache_key": "stale"}))
+    with pytest.raises(AssertionError, match="should have been used"):
+        report.report(None, SMALL, n_boot=20, cache_dir=tmp_path / "cache", zoo_dir=fake_zoo)
