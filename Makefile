@@ -26,6 +26,8 @@ PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 # bundle (the book ships it once, see _ext/cv_bundle.py).
 export OMP_WAIT_POLICY := PASSIVE
 export MECHSHIFT_CV_MODE := page
+# The report's cache (keyed by zoo checksums, code and config) lives with the build outputs.
+export MECHSHIFT_CACHE := $(CURDIR)/_build/.mechshift-cache
 
 .PHONY: book test notebooks check-site clean
 

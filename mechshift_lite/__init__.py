@@ -6,6 +6,13 @@ from .config import ModelConfig
 from .graph import Graph
 from .model import Hooks, Transformer
 from .hf import from_hf, load_pretrained
+from . import ablation, accuracy, compare, diffusion, experiment, lens, neurons, tasks, training, zoo
 from .tokenizer import Tokenizer
+from .attribution import METHODS, Scores, attribute
+from .circuits import Circuit, evaluate, faithfulness_curve, greedy, plot_faithfulness, prune, threshold, top_n
 
-__all__ = ["ModelConfig", "Graph", "Hooks", "Transformer", "Tokenizer", "from_hf", "load_pretrained", "__version__"]
+__all__ = ["ModelConfig", "Graph", "Hooks", "Transformer", "Tokenizer", "from_hf", "load_pretrained", "__version__",
+           "METHODS", "Scores", "attribute", "Circuit", "evaluate", "faithfulness_curve", "greedy",
+           "plot_faithfulness", "prune", "threshold", "top_n"]
+
+from .reporting import report  # noqa: E402  (ml.report(...) runs every analysis)

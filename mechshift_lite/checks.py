@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .config import ModelConfig
 from .model import NodeRun, Transformer
+from .tasks import build_tokenizer, countdown
 
 
 def compare(name: str, got: Tensor, expected: Tensor, atol: float = 1e-5) -> None:
@@ -69,3 +70,415 @@ def head_output(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
     v, W_O = torch.randn(2, 5, 4, generator=g), torch.randn(4, 6, generator=g)
     compare("head_output", fn(pattern, v, W_O), torch.einsum("bqs,bsk,kd->bqd", pattern, v, W_O))
     passed("head_output")
+
+
+# ----- chapter 2 ------------------------------------------------------------------------------
+
+# (numbers, target, answer, what the case tests); the expected verdict comes from countdown.check
+_COUNTDOWN_CASES: tuple[tuple[list[int], int, str, str], ...] = (
+    ([15, 44, 79], 50, "79+15=94,94-44=50", "the canonical answer"),
+    ([15, 44, 79], 50, "44-15=29,79-29=50", "another correct chain"),
+    ([15, 44, 79], 50, "15+79=94,94-44=50", "smaller operand first in a sum"),
+    ([2, 3, 5], 25, "3+2=5,5*5=25", "a result equal to an operand, used with it"),
+    ([6, 3, 48], 24, "6/3=2,48/2=24", "exact divisions"),
+    ([5, 5, 2], 2, "5-5=0,2+0=2", "a zero result"),
+    ([15, 44, 79], 50, "44+15=29,79-29=50", "wrong operation (44+15 is not 29)"),
+    ([15, 44, 79], 50, "44-15=29,79-29=51", "wrong arithmetic in the last step"),
+    ([7, 2, 3], 6, "7/2=3,3+3=6", "inexact division"),
+    ([15, 44, 79], 50, "44-15=29,44+6=50", "44 reused and 6 invented"),
+    ([2, 3, 5], 13, "5+5=10,10+3=13", "5 used twice, 2 never"),
+    ([4, 6, 9], 20, "6+4=10,10+10=20", "an intermediate result used twice, 9 never"),
+    ([20, 30, 1], 50, "50*1=50,30+20=50", "50 used before it is made"),
+    ([15, 44, 79], 94, "79+15=94", "44 left unused"),
+    ([15, 44, 79], 108, "79+44=123,123-15=108", "a correct chain to a target above 99"),
+    ([15, 44, 79], 50, "79+44=123,123-15=108", "the chain ends at 108, not at the target"),
+    ([15, 44, 79], 50, "44-15=29;79-29=50", "equations separated by ';' instead of ','"),
+)
+
+
+def check_countdown(fn: Callable[[list[int], int, str], bool]) -> None:
+    """Check ``fn(numbers, target, answer) -> bool`` against ``countdown.check`` on right and wrong
+    answers: wrong arithmetic, reused, invented or unused numbers, a wrong final result, bad format."""
+    for numbers, target, answer, why in _COUNTDOWN_CASES:
+        expected = countdown.check(numbers, target, answer)
+        got = fn(list(numbers), target, answer)
+        call = f"check_countdown({numbers}, {target}, {answer!r})"
+        if not isinstance(got, bool):
+            raise AssertionError(f"{call} returned {got!r}; expected a bool ({expected})")
+        if got != expected:
+            raise AssertionError(f"{call} returned {got}, expected {expected}: {why}")
+    passed("check_countdown")
+
+
+def readout_position(fn: Callable[[Tensor], Tensor]) -> None:
+    """Check ``fn(attention_mask [batch, pos]) -> [batch]``: the last real (prompt) position of
+    each right-padded row, where the logits predict the first answer token."""
+    synthetic = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]])
+    tokenizer = build_tokenizer()
+    prompts = [ex.prompt for ex in countdown.generate(6, seed=0, split="test")]
+    _, real = tokenizer.batch_encode(prompts)  # operands of one or two digits: rows of several lengths
+    for name, mask in (("synthetic mask", synthetic), ("Countdown prompts", real)):
+        expected = torch.tensor([max(i for i, m in enumerate(row.tolist()) if m) for row in mask])
+        got = fn(mask.clone())
+        if isinstance(got, Tensor) and got.dtype.is_floating_point:
+            raise AssertionError(f"readout_position ({name}): got dtype {got.dtype}; positions index tensors, "
+                                 "return integers (torch.long)")
+        compare(f"readout_position ({name})", got, expected, atol=0)
+    passed("readout_position")
+
+
+# ----- chapter 10 -----------------------------------------------------------------------------
+
+def single_token_names(fn: Callable) -> None:
+    """Check ``fn(tokenizer, names) -> {name: token id}``: the names a byte-level BPE tokenizer
+    (GPT-2's scheme) writes as one token after a space (``" Mary"``), with that token's id."""
+    from . import real_tasks
+    from .tasks import ioi
+
+    tokenizer = real_tasks.tiny_tokenizer()
+    for names in (ioi.NAMES, ioi.NAMES[8:]):
+        got, expected = fn(tokenizer, names), real_tasks.single_token_names(tokenizer, names)
+        if not isinstance(got, dict):
+            raise AssertionError(f"single_token_names: expected a dict {{name: token id}}, got {type(got).__name__}")
+        missing, extra = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+        if missing or extra:
+            raise AssertionError(
+                f"single_token_names: missing single-token names {missing}, wrongly included {extra} "
+                "(did you encode the name with its leading space?)"
+            )
+        wrong = {name: (got[name], expected[name]) for name in expected if got[name] != expected[name]}
+        if wrong:
+            raise AssertionError(f"single_token_names: wrong ids (got, expected): {wrong}")
+    passed("single_token_names")
+
+
+def top_edges_jaccard(fn: Callable[[Tensor, Tensor, int], float]) -> None:
+    """Check ``fn(a [n_edges], b [n_edges], n) -> float``: the Jaccard index of the top-``n`` edges
+    of two score vectors, ranked by ``|score|``."""
+    from .attribution import Scores
+    from .compare import edge_overlap
+    from .graph import Graph
+
+    graph = Graph(2, 3)
+    g = torch.Generator().manual_seed(10)
+    as_scores = lambda values: Scores(torch.zeros(graph.n_src, graph.n_dst, dtype=torch.float64).masked_scatter(
+        graph.edge_mask, values.double()), graph, "EAP", 1)
+    for n in (5, 12, 30):
+        a = torch.randn(graph.n_edges, generator=g)
+        b = a + 0.7 * torch.randn(graph.n_edges, generator=g)    # related rankings: a partial overlap
+        got, expected = fn(a, b, n), edge_overlap(as_scores(a), as_scores(b), n)
+        if not isinstance(got, (float, int)) and not (isinstance(got, Tensor) and got.numel() == 1):
+            raise AssertionError(f"top_edges_jaccard: expected a number, got {type(got).__name__}")
+        if abs(float(got) - expected) > 1e-9:
+            raise AssertionError(
+                f"top_edges_jaccard (n={n}): got {float(got):.4f}, expected {expected:.4f} "
+                "(rank edges by |score|, then |A ∩ B| / |A ∪ B|)"
+            )
+    passed("top_edges_jaccard")
+
+
+# ----- chapters 6 to 9 ------------------------------------------------------------------------
+
+def chance_jaccard(fn: Callable[[int, int, int], float]) -> None:
+    """Check ``fn(n_total, a, b)``: the expected Jaccard of two random subsets of sizes a and b."""
+    from .compare import chance_jaccard as reference
+
+    for case in ((10, 3, 3), (50, 5, 20), (30, 30, 12), (479, 24, 24), (6, 0, 2)):
+        got, expected = float(fn(*case)), reference(*case)
+        if abs(got - expected) > 1e-9:
+            raise AssertionError(f"chance_jaccard{case}: got {got:.6f}, expected {expected:.6f}")
+    passed("chance_jaccard")
+
+
+def component_scores(fn: Callable[[dict[str, float]], dict[str, float]]) -> None:
+    """Check ``fn(edges) -> {component: summed |score|}`` on a hand-made set of top edges."""
+    edges = {"input->a0.h1<q>": 0.5, "a0.h1->a1.h0<k>": -2.0, "a0.h1->m1": 1.0, "m1->logits": -0.25, "a1.h0->a1.h0": 0.0}
+    edges.pop("a1.h0->a1.h0")
+    expected = {"a0.h1": 3.5, "a1.h0": 2.0, "m1": 1.25}
+    got = fn(edges)
+    if set(got) != set(expected):
+        raise AssertionError(f"component_scores: components {sorted(got)}, expected {sorted(expected)} (input and logits are not components)")
+    for name, value in expected.items():
+        if abs(got[name] - value) > 1e-9:
+            raise AssertionError(f"component_scores: {name} = {got[name]}, expected {value} (absolute values, in and out)")
+    passed("component_scores")
+
+
+def lens_projection(fn: Callable[[Tensor, Tensor, Tensor, Tensor, float], Tensor]) -> None:
+    """Check ``fn(o, r, w, W_U, eps) -> [batch, vocab]``: the LayerNorm lens linearised at ``r``;
+    the projections of the parts of ``r`` must add up to the model's own projection (minus the bias)."""
+    g = torch.Generator().manual_seed(2)
+    parts = torch.randn(3, 4, 8, generator=g)
+    r, w, W_U, eps = parts.sum(0), torch.rand(8, generator=g) + 0.5, torch.randn(8, 11, generator=g), 1e-5
+    expected = ((parts - parts.mean(-1, keepdim=True)) * torch.rsqrt(r.var(-1, unbiased=False, keepdim=True) + eps) * w) @ W_U
+    for i in range(3):
+        compare(f"lens_projection (part {i})", fn(parts[i], r, w, W_U, eps), expected[i])
+    full = torch.nn.functional.layer_norm(r, (8,), weight=w, eps=eps) @ W_U
+    compare("lens_projection (parts add up to the model's logits)", sum(fn(p, r, w, W_U, eps) for p in parts), full, atol=1e-4)
+    passed("lens_projection")
+
+
+def selectivity(fn: Callable[[Tensor], Tensor]) -> None:
+    """Check ``fn(profile [categories, neurons]) -> [neurons]`` (NaN for never-positive neurons)."""
+    from .neurons import selectivity as reference
+
+    profile = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.3], [0.0, 1.0, 0.0, -1.0, 0.9], [0.0, 1.0, 0.0, -2.0, -0.5]])
+    got, expected = fn(profile), reference(profile)
+    if not isinstance(got, Tensor) or got.shape != expected.shape:
+        raise AssertionError(f"selectivity: expected a tensor of shape {tuple(expected.shape)}")
+    if not torch.equal(got.isnan(), expected.isnan()):
+        raise AssertionError(f"selectivity: NaN pattern {got.isnan().tolist()}, expected {expected.isnan().tolist()}")
+    keep = ~expected.isnan()
+    compare("selectivity", got[keep], expected[keep])
+    passed("selectivity")
+
+
+def random_control(fn: Callable) -> None:
+    """Check ``fn(graph, k, seed, exclude) -> list[str]``: distinct heads/MLPs, seeded, never excluded ones."""
+    from .graph import Graph
+
+    graph = Graph(4, 4)
+    components = set(graph.src_names[1:])
+    draws = [fn(graph, 3, seed, ["m0", "a0.h0"]) for seed in range(200)]
+    for d in draws:
+        if len(d) != 3 or len(set(d)) != 3 or not set(d) <= components or {"m0", "a0.h0"} & set(d):
+            raise AssertionError(f"random_control: {d} is not 3 distinct components outside the excluded ones")
+    if fn(graph, 3, 7, []) != fn(graph, 3, 7, []):
+        raise AssertionError("random_control: the same seed must give the same draw")
+    seen = {c for d in draws for c in d}
+    if len(seen) < len(components) - 2:
+        raise AssertionError(f"random_control: only {len(seen)} of {len(components) - 2} allowed components ever drawn: not uniform")
+    passed("random_control")
+
+
+# ----- chapters 4 and 5 -----------------------------------------------------------------------
+
+def _as_number(name: str, got) -> float:
+    """A learner's scalar answer as a float (a Python number or a one-element tensor)."""
+    if isinstance(got, Tensor) and got.numel() == 1:
+        return float(got)
+    if isinstance(got, (int, float)) and not isinstance(got, bool):
+        return float(got)
+    raise AssertionError(f"{name}: expected a number, got {type(got).__name__}")
+
+
+def _eap_inputs_of_one_edge(src: str, dst: str) -> tuple[Tensor, Tensor, float]:
+    """``(delta, grad, score)`` of one edge of a tiny model: the real ``[B, P, D]`` delta and
+    per-example metric gradient, and the edge's EAP score from :func:`~mechshift_lite.attribution.attribute`."""
+    from .attribution import attribute
+
+    model = _small_models()[0]
+    g = torch.Generator().manual_seed(4)
+    clean = torch.randint(0, 30, (4, 6), generator=g)
+    corrupted = clean.clone()
+    corrupted[:, 2] = torch.randint(0, 30, (4,), generator=g)
+
+    def metric(logits: Tensor) -> Tensor:
+        return logits[:, -1, 0] - logits[:, -1, 1]
+
+    with torch.no_grad():
+        clean_run, corrupted_run = model.run_with_nodes(clean), model.run_with_nodes(corrupted)
+    x = clean_run.inputs[dst].detach().clone().requires_grad_()
+    (grad,) = torch.autograd.grad(metric(model.run_with_nodes(clean, overrides={dst: x}).logits).sum(), x)
+    delta = corrupted_run.outputs[src] - clean_run.outputs[src]
+    score = attribute(model, clean, corrupted, metric, method="EAP").edge(f"{src}->{dst}")
+    return delta, grad, score
+
+
+def edge_score(fn: Callable[[Tensor, Tensor], float]) -> None:
+    """Check ``fn(delta [B, P, D], grad [B, P, D]) -> float``: the EAP score of one edge, the
+    per-example mean of ``delta . grad`` summed over positions and ``d_model``."""
+    g = torch.Generator().manual_seed(3)
+    for shape in ((3, 5, 4), (1, 7, 2), (6, 2, 8)):
+        delta, grad = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
+        expected = float((delta.double() * grad.double()).sum() / shape[0])
+        got = _as_number("edge_score", fn(delta.clone(), grad.clone()))
+        if abs(got - expected) > 1e-5 * max(1.0, abs(expected)):
+            raise AssertionError(
+                f"edge_score (delta and grad of shape {shape}): got {got:.6g}, expected {expected:.6g} "
+                "(sum over positions and d_model, then the mean over the batch)"
+            )
+    for src, dst in (("a0.h1", "m0"), ("input", "a1.h2<k>"), ("m1", "logits")):
+        delta, grad, expected = _eap_inputs_of_one_edge(src, dst)
+        got = _as_number("edge_score", fn(delta, grad))
+        if abs(got - expected) > 1e-4 * max(1.0, abs(expected)):
+            raise AssertionError(f"edge_score on a real model's {src}->{dst}: got {got:.6g}, ml.attribute's EAP gives {expected:.6g}")
+    passed("edge_score")
+
+
+def _ig_reference(grad_fn: Callable[[Tensor], Tensor], clean: Tensor, corrupted: Tensor, m: int) -> Tensor:
+    grads = torch.stack([grad_fn(corrupted + k / m * (clean - corrupted)) for k in range(1, m + 1)])
+    return (corrupted - clean) * grads.mean(dim=0)
+
+
+def integrated_gradients(fn: Callable[[Callable[[Tensor], Tensor], Tensor, Tensor, int], Tensor]) -> None:
+    """Check ``fn(grad_fn, clean [D], corrupted [D], m) -> [D]``: the per-coordinate IG attribution
+    with the grid ``alpha = k/m, k = 1..m`` from ``corrupted`` towards ``clean`` (as EAP-IG-inputs)."""
+    def f(x: Tensor) -> Tensor:                                  # a scalar function with a non-linear gradient
+        return (torch.sin(2 * x) + x**3 / 3).sum()
+
+    def grad_fn(x: Tensor) -> Tensor:
+        return 2 * torch.cos(2 * x) + x**2
+
+    g = torch.Generator().manual_seed(5)
+    clean, corrupted = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    for m in (1, 3, 10):
+        got = fn(grad_fn, clean.clone(), corrupted.clone(), m)
+        compare(f"integrated_gradients (m={m})", got, _ig_reference(grad_fn, clean, corrupted, m), atol=1e-8)
+    total = float(f(corrupted) - f(clean))
+    fine = float(fn(grad_fn, clean, corrupted, 2000).sum())
+    if abs(fine - total) > 1e-2 * max(1.0, abs(total)):
+        raise AssertionError(f"integrated_gradients: with m=2000 the attributions sum to {fine:.5g}, "
+                             f"but f(corrupted) - f(clean) = {total:.5g} (completeness)")
+    passed("integrated_gradients")
+
+
+def _prune_cases() -> list[tuple[set[str], str]]:
+    """Edge sets of ``Graph(3, 2)`` (before pruning) and what each tests."""
+    return [
+        ({"input->a0.h0<v>", "a0.h0->a1.h1<q>", "a1.h1->logits"}, "a connected chain stays"),
+        ({"input->logits"}, "input needs no edge in, and logits always stays"),
+        ({"a0.h1->logits", "input->a1.h0<q>", "a1.h0->logits"}, "a node without an edge in goes"),
+        ({"input->a0.h0<k>", "a0.h0->logits", "input->m2"}, "a node without an edge out goes"),
+        ({"input->a0.h1<k>", "a0.h1->m0", "m0->m1", "input->a2.h0<v>", "a2.h0->logits"},
+         "dead ends disappear step by step (m1, then m0, then a0.h1)"),
+        ({"input->a0.h0<q>", "a0.h0->a1.h0<k>", "a1.h0->a2.h1<v>", "a2.h1->m2", "m2->logits", "a1.h0->m1"},
+         "a head is fed through its q, k or v input"),
+        (set(), "the empty circuit"),
+    ]
+
+
+def prune_edges(fn: Callable[[set[str]], set[str]]) -> None:
+    """Check ``fn(edges) -> edges``: pruning a set of edge names to its fixed point (a node stays
+    iff it has an edge in and an edge out; ``input`` needs no edge in; ``logits`` stays)."""
+    from .circuits import Circuit, prune
+    from .graph import Graph
+
+    graph = Graph(3, 2)
+    for edges, why in _prune_cases():
+        expected = prune(Circuit.from_edges(graph, edges)).edges
+        got = fn(set(edges))
+        if not isinstance(got, (set, frozenset)):
+            raise AssertionError(f"prune_edges: expected a set of edge names, got {type(got).__name__}")
+        if set(got) != expected:
+            raise AssertionError(
+                f"prune_edges({sorted(edges)}): wrongly kept {sorted(set(got) - expected)}, wrongly removed "
+                f"{sorted(expected - set(got))} ({why})"
+            )
+    passed("prune_edges")
+
+
+def faithfulness(fn: Callable[[Tensor, Tensor, Tensor], float]) -> None:
+    """Check ``fn(circuit [N], empty [N], clean [N]) -> float``: ``(mean circuit - mean empty) /
+    (mean clean - mean empty)`` of per-example metric values."""
+    cases = [
+        (torch.tensor([2.0, 4.0, 6.0]), torch.tensor([0.0, 0.0, 0.0]), torch.tensor([4.0, 8.0, 8.0])),
+        (torch.tensor([1.0, 3.0, 0.5, 2.0]), torch.tensor([-1.0, -2.0, 0.4, -0.5]), torch.tensor([3.0, 5.0, 0.6, 4.0])),
+        (torch.tensor([-0.5, 0.2]), torch.tensor([-1.0, -0.2]), torch.tensor([1.0, 3.0])),
+    ]
+    for circuit, empty, clean in cases:
+        expected = float((circuit.mean() - empty.mean()) / (clean.mean() - empty.mean()))
+        got = _as_number("faithfulness", fn(circuit.clone(), empty.clone(), clean.clone()))
+        if abs(got - expected) > 1e-6:
+            raise AssertionError(
+                f"faithfulness(circuit={circuit.tolist()}, empty={empty.tolist()}, clean={clean.tolist()}): got "
+                f"{got:.5g}, expected {expected:.5g} (take the means first, then the ratio of the differences)"
+            )
+    passed("faithfulness")
+
+
+# ----- chapter 3 ------------------------------------------------------------------------------
+
+def shift_logits(fn: Callable[[Tensor], Tensor]) -> None:
+    """Check ``fn(logits [B, P, V]) -> [B, P, V]``: slot ``j`` gets the logits of position ``j - 1``
+    (the logits at ``i`` predict token ``i + 1``); slot 0 is never predicted, so it is not checked."""
+    g = torch.Generator().manual_seed(20)
+    for shape in ((2, 6, 5), (1, 3, 4)):
+        logits = torch.randn(*shape, generator=g)
+        got = fn(logits.clone())
+        if not isinstance(got, Tensor) or got.shape != logits.shape:
+            raise AssertionError(f"shift_logits: expected a tensor of shape {tuple(shape)} (the input's), "
+                                 f"got {tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__}")
+        compare(f"shift_logits (out[:, j] must be logits[:, j - 1], shape {shape})", got[:, 1:], logits[:, :-1])
+    passed("shift_logits")
+
+
+def _mdm_loss_cases() -> list[tuple[str, Tensor, Tensor, Tensor, Tensor, int]]:
+    """``(what, logits, x0, x_t, t, mask_id)``: rows with different prompt lengths, mask rates and masked counts."""
+    from .diffusion import answer_region
+
+    g = torch.Generator().manual_seed(21)
+    cases = []
+    for what, B, P, V, mask_id in (("a batch of 4", 4, 9, 7, 3), ("a batch of 3, mask id 5", 3, 12, 8, 5)):
+        x0 = torch.randint(0, V, (B, P), generator=g)
+        x0[x0 == mask_id] = (mask_id + 1) % V                                 # clean ids never hold [MASK]
+        start = torch.randint(2, P // 2, (B,), generator=g)
+        t = torch.tensor([0.9, 0.15, 0.5, 0.3][:B])
+        x_t = x0.masked_fill(answer_region(start, P) & (torch.rand(B, P, generator=g) < t[:, None]), mask_id)
+        x_t[0, start[0]:] = mask_id                                           # one row fully masked, many slots
+        x_t[1, start[1]:] = x0[1, start[1]:]
+        x_t[1, P - 1] = mask_id                                               # one row with a single masked slot
+        cases.append((what, torch.randn(B, P, V, generator=g) * 2, x0, x_t, t, mask_id))
+    what, logits, x0, _, t, mask_id = cases[0]
+    cases.append(("nothing masked (the loss is 0)", logits, x0, x0.clone(), t, mask_id))
+    return cases
+
+
+def mdm_loss(fn: Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]) -> None:
+    """Check ``fn(logits [B, P, V], x0 [B, P], x_t [B, P], t [B], mask_id) -> scalar``: DiffuLLaMA's
+    loss, ``sum 1[x_t[b, i+1] masked] CE(logits[b, i], x0[b, i+1]) / t[b]`` over the number of masked slots."""
+    from .diffusion import mdm_loss as reference
+
+    for what, logits, x0, x_t, t, mask_id in _mdm_loss_cases():
+        expected = float(reference(logits, x0, x_t, t, mask_id))
+        got = _as_number("mdm_loss", fn(logits.clone(), x0.clone(), x_t.clone(), t.clone(), mask_id))
+        if abs(got - expected) > 1e-5 * max(1.0, abs(expected)):
+            raise AssertionError(
+                f"mdm_loss ({what}): got {got:.6g}, expected {expected:.6g}. Check the shift (logits at i "
+                "score token i+1, counted iff x_t[i+1] is [MASK]), the 1/t weight per sequence, and the "
+                "normaliser (the number of masked slots in the whole batch)"
+            )
+    passed("mdm_loss")
+
+
+def anneal_mask(fn: Callable[[float, int, torch.Generator], Tensor]) -> None:
+    """Check ``fn(ratio, n_pos, generator) -> bool [n_pos, n_pos]``: key <= query always allowed; each
+    future key allowed with probability ``ratio``, independently (not a band, not per row); seeded."""
+    def draw(ratio: float, n_pos: int, seed: int) -> Tensor:
+        got = fn(ratio, n_pos, torch.Generator().manual_seed(seed))
+        if not isinstance(got, Tensor) or got.dtype != torch.bool or got.shape != (n_pos, n_pos):
+            raise AssertionError(f"anneal_mask({ratio}, {n_pos}, generator): expected a bool tensor of shape "
+                                 f"{(n_pos, n_pos)}, got {got.dtype if isinstance(got, Tensor) else type(got).__name__} "
+                                 f"{tuple(got.shape) if isinstance(got, Tensor) else ''}")
+        return got
+
+    for n_pos in (1, 5, 9):
+        causal = torch.ones(n_pos, n_pos, dtype=torch.bool).tril()
+        if not torch.equal(draw(0.0, n_pos, 0), causal):
+            raise AssertionError(f"anneal_mask(0.0, {n_pos}): ratio 0 must give the causal mask (key <= query)")
+        for ratio in (1.0, 1.5):
+            if not bool(draw(ratio, n_pos, 0).all()):
+                raise AssertionError(f"anneal_mask({ratio}, {n_pos}): ratio >= 1 must allow every key (full attention)")
+    n_pos, n_draws = 10, 400
+    upper = torch.ones(n_pos, n_pos, dtype=torch.bool).triu(1)
+    distance = torch.arange(n_pos)[None, :] - torch.arange(n_pos)[:, None]
+    for ratio in (0.2, 0.5, 0.8):
+        masks = torch.stack([draw(ratio, n_pos, seed) for seed in range(n_draws)]).float()   # [draws, P, P]
+        if not bool(masks[:, ~upper].eq(1).all()):
+            raise AssertionError(f"anneal_mask({ratio}): the causal part (key <= query) must always be allowed")
+        if not torch.equal(draw(ratio, n_pos, 3), draw(ratio, n_pos, 3)):
+            raise AssertionError(f"anneal_mask({ratio}): the same generator state must give the same mask (draw with `generator`)")
+        share = float(masks[:, upper].mean())
+        if abs(share - ratio) > 0.03:
+            raise AssertionError(f"anneal_mask({ratio}): {share:.3f} of the future keys are allowed on average, expected {ratio}")
+        near, far = float(masks[:, distance == 1].mean()), float(masks[:, distance >= n_pos // 2].mean())
+        if abs(near - ratio) > 0.06 or abs(far - ratio) > 0.06:
+            raise AssertionError(f"anneal_mask({ratio}): keys just after the query are allowed {near:.2f} of the time, "
+                                 f"keys far ahead {far:.2f}; each must be allowed with probability {ratio} (not a band)")
+        per_draw = masks[:, upper].mean(1)                                  # visible share of each mask
+        independent = ratio * (1 - ratio) / int(upper.sum())
+        if not 0.6 * independent < float(per_draw.var()) < 1.6 * independent:
+            raise AssertionError(f"anneal_mask({ratio}): the visible share varies from mask to mask with variance "
+                                 f"{float(per_draw.var()):.4f}, but {independent:.4f} if every future key is drawn "
+                                 "independently (one draw per row, per column or per mask is not enough)")
+    passed("anneal_mask")

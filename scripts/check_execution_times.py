@@ -21,7 +21,9 @@ from sphinx_external_toc.parsing import parse_toc_yaml
 # by adding it to CHAPTER_BUDGETS_S, keyed by its path from the repository root.
 BOOK_BUDGET_S = 20 * 60
 DEFAULT_CHAPTER_BUDGET_S = 120
-CHAPTER_BUDGETS_S: dict[str, float] = {}
+CHAPTER_BUDGETS_S: dict[str, float] = {
+    "book/ch06_overlap.py": 600,   # computes the report from a cold cache (later chapters reuse it)
+}
 
 ROOT = Path(__file__).resolve().parent.parent
 EXECUTED = re.compile(r"^(?P<path>\S+): Executed notebook in (?P<seconds>[\d.]+) seconds", re.MULTILINE)

@@ -1,0 +1,152 @@
+"""The ``mechshift-lite`` command.
+
+    mechshift-lite zoo list                          # the shipped checkpoints and their accuracies
+    mechshift-lite zoo train --kind mdm --seed 0     # reproduce a checkpoint from its recipe
+    mechshift-lite zoo verify                        # re-measure the accuracies, compare with the manifest
+    mechshift-lite report --out results/             # every analysis, with baselines and CIs (cached)
+
+Each command group registers its subcommands in :func:`build_parser`; add new groups there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+
+def _zoo_list(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    for name, e in sorted(zoo.manifest()["checkpoints"].items(), key=lambda kv: (kv[1]["kind"], kv[1]["seed"], kv[1]["step"])):
+        acc = e["accuracy"]
+        print(f"{name:28s} step {e['step']:>6}  IOI {acc['ioi_accuracy']:.3f}  Countdown-3 {acc['countdown3_accuracy']:.3f}")
+    return 0
+
+
+def _zoo_train(args: argparse.Namespace) -> int:
+    from . import tasks, zoo
+    from .training import training_data
+    from .zoo import build
+
+    tokenizer = tasks.build_tokenizer()
+    recorded = zoo.manifest()["checkpoints"].get(build.checkpoint_name(args.kind, args.seed)) if build.MANIFEST.exists() else None
+    if recorded is not None and recorded["train_config"] != build.recipe(args.kind, args.seed).to_dict():
+        print("the manifest's recipe differs from this package's build.recipe(); reinstall a matching version", file=sys.stderr)
+        return 2
+    data = training_data(build.recipe(args.kind, args.seed), tokenizer, tasks.CANVAS)
+    needed = [args.kind] if args.kind == "arm" else ["arm", args.kind]
+    for kind in needed:
+        result = build.train_kind(kind, args.seed, tokenizer, data, args.work_dir, progress=not args.quiet)
+        print(f"{build.checkpoint_name(kind, args.seed)}: {result.step} steps, {result.wall_time_s:.0f} s "
+              f"(run directory {args.work_dir / build.checkpoint_name(kind, args.seed)})")
+    if args.publish:
+        steps = [None, 0, *build.SNAPSHOTS] if args.kind == "mdm" and args.seed in build.SNAPSHOT_SEEDS else [None]
+        for kind in needed:
+            for step in steps if kind == args.kind else [None]:
+                entry = build.publish(kind, args.seed, tokenizer, args.work_dir, step=step)
+                print(f"published {entry['file']}: IOI {entry['accuracy']['ioi_accuracy']:.3f}, "
+                      f"Countdown-3 {entry['accuracy']['countdown3_accuracy']:.3f}")
+    elif recorded is not None:
+        final = args.work_dir / build.checkpoint_name(args.kind, args.seed) / "final.safetensors"
+        print("float16 weights identical to the shipped checkpoint:", _fp16_sha256(final) == recorded["sha256"])
+    return 0
+
+
+def _fp16_sha256(path: Path) -> str:
+    import hashlib
+
+    import torch
+    from safetensors.torch import load_file, save_bytes
+
+    return hashlib.sha256(save_bytes({k: v.to(torch.float16) for k, v in load_file(str(path)).items()})).hexdigest()
+
+
+def _zoo_verify(args: argparse.Namespace) -> int:
+    from . import accuracy, zoo
+
+    tokenizer = zoo.tokenizer(args.zoo_dir)
+    failures = 0
+    for name, e in sorted(zoo.manifest(args.zoo_dir)["checkpoints"].items()):
+        if (args.kind and e["kind"] != args.kind) or (args.seed is not None and e["seed"] != args.seed):
+            continue
+        model = zoo.load(e["kind"], e["seed"], None if e["final"] else e["step"], zoo_dir=args.zoo_dir)
+        sizes = e["accuracy"]["test_sets"]
+        measured = accuracy.measure(model, tokenizer, sizes["n_ioi"], sizes["n_countdown"], sizes["seed"])
+        for key, value in measured.items():
+            expected = e["accuracy"][key]
+            ok = abs(value - expected) <= args.tolerance
+            failures += not ok
+            print(f"{name:28s} {key:22s} manifest {expected:.4f}  measured {value:.4f}  {'ok' if ok else 'MISMATCH'}")
+    print("all accuracies match the manifest" if not failures else f"{failures} accuracies differ from the manifest")
+    return 1 if failures else 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .experiment import ExperimentConfig
+    from .reporting import report, table
+
+    cfg = ExperimentConfig(n_problems=args.problems, edge_fraction=args.edge_fraction, mdm_step=args.mdm_step)
+    result = report(args.out, cfg, n_boot=args.boot, cache_dir=args.cache_dir, progress=not args.quiet, recompute=args.recompute)
+    print(table(result))
+    for v in result["verdict"]:
+        print(("holds:         " if v["holds"] else "does not hold: ") + v["claim"] + "\n               " + v["evidence"])
+    if args.out is not None:
+        print(f"report.json, table.txt and figures written to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import zoo
+    from .zoo import build
+
+    parser = argparse.ArgumentParser(prog="mechshift-lite", description="Circuits of ARMs vs masked diffusion LMs, on a CPU.")
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    zoo_parser = groups.add_parser("zoo", help="the shipped toy checkpoints")
+    zoo_commands = zoo_parser.add_subparsers(dest="command", required=True)
+
+    listing = zoo_commands.add_parser("list", help="list the checkpoints and their accuracies")
+    listing.set_defaults(func=_zoo_list)
+
+    train = zoo_commands.add_parser("train", help="reproduce a checkpoint from its recipe (resumable)")
+    train.add_argument("--kind", required=True, choices=build.KINDS)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--work-dir", type=Path, default=build.DEFAULT_WORK_DIR,
+                       help="where the resumable runs live (default: %(default)s)")
+    train.add_argument("--publish", action="store_true", help="write the result into the package's zoo and manifest")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(func=_zoo_train)
+
+    verify = zoo_commands.add_parser("verify", help="re-measure the accuracies and compare with the manifest")
+    verify.add_argument("--kind", choices=build.KINDS)
+    verify.add_argument("--seed", type=int)
+    verify.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR, help="a zoo other than the installed one")
+    verify.add_argument("--tolerance", type=float, default=0.005, help="largest accepted difference (default %(default)s)")
+    verify.set_defaults(func=_zoo_verify)
+
+    rep = groups.add_parser("report", help="every analysis on the zoo: the Table-1 analogue with baselines and CIs")
+    rep.add_argument("--out", type=Path, help="write report.json, table.txt and figures here (a new or earlier report folder)")
+    rep.add_argument("--problems", type=int, default=96, help="held-out problems per task before the common-correct filter")
+    rep.add_argument("--edge-fraction", type=float, default=0.05, help="top-N edges as a fraction of all edges")
+    rep.add_argument("--mdm-step", type=int, default=0, help="diffusion step of the headline MDM attribution")
+    rep.add_argument("--boot", type=int, default=500, help="bootstrap replicates")
+    rep.add_argument("--cache-dir", type=Path, help="cache folder (default: $MECHSHIFT_CACHE or ~/.cache/mechshift-lite)")
+    rep.add_argument("--recompute", action="store_true", help="ignore a cached report")
+    rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.set_defaults(func=_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError, RuntimeError) as error:  # our clear errors: no traceback needed
+        print(f"mechshift-lite: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

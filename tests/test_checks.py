@@ -1,0 +1,360 @@
+"""Each checker passes the reference solution and fails plausible wrong answers."""
+
+import re
+from collections import Counter
+
+import pytest
+import torch
+
+from mechshift_lite import checks
+
+
+def residual_solution(model, run):
+    total = sum(run.outputs.values())
+    if model.W_pos is not None:
+        total = total + model.W_pos[: total.shape[1]]
+    return total + sum(b.attn.b_O for b in model.blocks if b.attn.b_O is not None)
+
+
+def residual_without_biases(model, run):
+    total = sum(run.outputs.values())
+    return total + model.W_pos[: total.shape[1]] if model.W_pos is not None else total
+
+
+def residual_without_positions(model, run):
+    return sum(run.outputs.values()) + sum(b.attn.b_O for b in model.blocks if b.attn.b_O is not None)
+
+
+def test_residual_checker(capsys):
+    checks.residual_from_nodes(residual_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    for wrong in (residual_without_biases, residual_without_positions):
+        with pytest.raises(AssertionError, match="residual_from_nodes"):
+            checks.residual_from_nodes(wrong)
+
+
+def test_head_output_checker(capsys):
+    checks.head_output(lambda p, v, W: p @ v @ W)
+    assert "all checks passed" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="max"):
+        checks.head_output(lambda p, v, W: p.transpose(1, 2) @ v @ W)   # keys and queries swapped
+    with pytest.raises(AssertionError, match="shape"):
+        checks.head_output(lambda p, v, W: (p @ v @ W).sum(1))
+
+
+# ----- chapter 2 -----
+def check_countdown_solution(numbers, target, answer):
+    available, result = list(numbers), None
+    for equation in answer.split(","):
+        match = re.fullmatch(r"(\d+)([+\-*/])(\d+)=(\d+)", equation)
+        if match is None:
+            return False
+        a, op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
+        if not {"+": a + b == c, "-": a - b == c, "*": a * b == c, "/": b != 0 and a == b * c}[op]:
+            return False
+        for x in (a, b):
+            if x not in available:
+                return False
+            available.remove(x)
+        available.append(c)
+    return available == [target]
+
+
+def check_countdown_without_availability(numbers, target, answer):
+    # right arithmetic and final result, but numbers may be reused or invented
+    equations = [re.fullmatch(r"(\d+)([+\-*/])(\d+)=(\d+)", e) for e in answer.split(",")]
+    if not all(equations):
+        return False
+    true = all(eval(f"{m[1]}{m[2]}{m[3]}") == int(m[4]) for m in equations)
+    return true and int(equations[-1][4]) == target
+
+
+def check_countdown_without_arithmetic(numbers, target, answer):
+    # tracks the numbers but believes every equation
+    available = list(numbers)
+    for equation in answer.split(","):
+        match = re.fullmatch(r"(\d+)[+\-*/](\d+)=(\d+)", equation)
+        if match is None or int(match[1]) not in available:
+            return False
+        available.remove(int(match[1]))
+        if int(match[2]) not in available:
+            return False
+        available.remove(int(match[2]))
+        available.append(int(match[3]))
+    return available == [target]
+
+
+def check_countdown_final_balance(numbers, target, answer):
+    # HKUNLP's cd_metric as written: the multiset only has to balance at the end
+    counts = Counter(numbers)
+    for equation in answer.split(","):
+        match = re.fullmatch(r"(\d+)([+\-*/])(\d+)=(\d+)", equation)
+        if match is None or eval(f"{match[1]}{match[2]}{match[3]}") != int(match[4]):
+            return False
+        counts.subtract([int(match[1]), int(match[3])])
+        counts[int(match[4])] += 1
+    counts[target] -= 1
+    return all(v == 0 for v in counts.values())
+
+
+def test_check_countdown_cases_hold_both_verdicts():
+    from mechshift_lite.tasks import countdown
+
+    verdicts = {countdown.check(n, t, a) for n, t, a, _ in checks._COUNTDOWN_CASES}
+    assert verdicts == {True, False}
+
+
+def test_check_countdown_checker(capsys):
+    checks.check_countdown(check_countdown_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    wrongs = (check_countdown_without_availability, check_countdown_without_arithmetic, check_countdown_final_balance)
+    for wrong in wrongs:
+        with pytest.raises(AssertionError, match="check_countdown"):
+            checks.check_countdown(wrong)
+    with pytest.raises(AssertionError, match="expected a bool"):
+        checks.check_countdown(lambda numbers, target, answer: None)
+
+
+def test_readout_position_checker(capsys):
+    checks.readout_position(lambda mask: mask.sum(1) - 1)
+    assert "all checks passed" in capsys.readouterr().out
+    wrongs = (
+        lambda mask: mask.sum(1),                                      # the first answer slot: forgot the shift
+        lambda mask: torch.full((mask.shape[0],), mask.shape[1] - 1),  # ignores the padding
+        lambda mask: mask.argmin(1) - 1,                               # wrong on rows without padding
+    )
+    for wrong in wrongs:
+        with pytest.raises(AssertionError, match="readout_position"):
+            checks.readout_position(wrong)
+    with pytest.raises(AssertionError, match="integers"):
+        checks.readout_position(lambda mask: mask.float().sum(1) - 1)
+
+
+# ----- chapter 10 -----
+def single_token_names_solution(tokenizer, names):
+    found = {}
+    for name in names:
+        ids = tokenizer.encode(" " + name, add_special_tokens=False)
+        if len(ids) == 1:
+            found[name] = ids[0]
+    return found
+
+
+def test_single_token_names_checker(capsys):
+    checks.single_token_names(single_token_names_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    without_space = lambda tok, names: {n: tok.encode(n, add_special_tokens=False)[0] for n in names
+                                        if len(tok.encode(n, add_special_tokens=False)) == 1}
+    first_token_of_all = lambda tok, names: {n: tok.encode(" " + n, add_special_tokens=False)[0] for n in names}
+    for wrong in (without_space, first_token_of_all):
+        with pytest.raises(AssertionError, match="single_token_names"):
+            checks.single_token_names(wrong)
+
+
+def top_edges_jaccard_solution(a, b, n):
+    top_a, top_b = set(a.abs().topk(n).indices.tolist()), set(b.abs().topk(n).indices.tolist())
+    return len(top_a & top_b) / len(top_a | top_b)
+
+
+def test_top_edges_jaccard_checker(capsys):
+    checks.top_edges_jaccard(top_edges_jaccard_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    signed = lambda a, b, n: len(set(a.topk(n).indices.tolist()) & set(b.topk(n).indices.tolist())) / (
+        len(set(a.topk(n).indices.tolist()) | set(b.topk(n).indices.tolist())))
+    shared_fraction = lambda a, b, n: len(set(a.abs().topk(n).indices.tolist()) & set(b.abs().topk(n).indices.tolist())) / n
+    for wrong in (signed, shared_fraction):
+        with pytest.raises(AssertionError, match="top_edges_jaccard"):
+            checks.top_edges_jaccard(wrong)
+
+
+def test_chance_jaccard_checker():
+    from mechshift_lite.compare import chance_jaccard
+
+    checks.chance_jaccard(chance_jaccard)
+    with pytest.raises(AssertionError, match="chance_jaccard"):
+        checks.chance_jaccard(lambda n, a, b: a * b / n / (a + b - a * b / n) if a + b else 1.0)   # plug-in, not the expectation
+
+
+def test_component_scores_checker():
+    def solution(edges):
+        totals = {}
+        for name, score in edges.items():
+            src, dst = name.split("->")
+            for node in (src, dst.split("<")[0]):
+                if node not in ("input", "logits"):
+                    totals[node] = totals.get(node, 0.0) + abs(score)
+        return totals
+
+    checks.component_scores(solution)
+    with pytest.raises(AssertionError, match="absolute values"):
+        checks.component_scores(lambda e: {k: sum(v for n, v in e.items() if k in n) for k in ("a0.h1", "a1.h0", "m1")})
+
+
+def test_lens_projection_checker():
+    import torch
+
+    def solution(o, r, w, W_U, eps):
+        return ((o - o.mean(-1, keepdim=True)) * torch.rsqrt(r.var(-1, unbiased=False, keepdim=True) + eps) * w) @ W_U
+
+    checks.lens_projection(solution)
+    with pytest.raises(AssertionError, match="lens_projection"):   # normalising the part by its own statistics
+        checks.lens_projection(lambda o, r, w, W_U, eps: torch.nn.functional.layer_norm(o, (o.shape[-1],), weight=w, eps=eps) @ W_U)
+
+
+def test_selectivity_checker():
+    from mechshift_lite.neurons import selectivity
+
+    checks.selectivity(selectivity)
+    with pytest.raises(AssertionError, match="selectivity"):
+        checks.selectivity(lambda p: 1 - (p.softmax(0) * p.softmax(0).log()).sum(0).neg() / torch.log(torch.tensor(3.0)))
+
+
+def test_random_control_checker():
+    import random
+
+    checks.random_control(lambda g, k, seed, exclude: random.Random(seed).sample([n for n in g.src_names[1:] if n not in exclude], k))
+    with pytest.raises(AssertionError, match="random_control"):
+        checks.random_control(lambda g, k, seed, exclude: [n for n in g.src_names[1:] if n not in exclude][:k])   # not random
+
+
+# ----- chapters 4 and 5 -----
+def test_edge_score_checker(capsys):
+    checks.edge_score(lambda delta, grad: float((delta * grad).sum(dim=(1, 2)).mean()))
+    assert "all checks passed" in capsys.readouterr().out
+    for wrong in (
+        lambda delta, grad: float((delta * grad).mean()),                  # mean over positions and d_model too
+        lambda delta, grad: float((delta * grad).sum()),                   # sum over the batch, not the mean
+        lambda delta, grad: float((delta * grad).sum(-1).mean()),          # mean over positions instead of the sum
+        lambda delta, grad: float(-(delta * grad).sum(dim=(1, 2)).mean()),  # clean minus corrupted
+    ):
+        with pytest.raises(AssertionError, match="edge_score"):
+            checks.edge_score(wrong)
+
+
+def integrated_gradients_solution(grad_fn, clean, corrupted, m):
+    grads = [grad_fn(corrupted + k / m * (clean - corrupted)) for k in range(1, m + 1)]
+    return (corrupted - clean) * torch.stack(grads).mean(dim=0)
+
+
+def test_integrated_gradients_checker(capsys):
+    checks.integrated_gradients(integrated_gradients_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    left_sum = lambda g, a, b, m: (b - a) * torch.stack([g(b + k / m * (a - b)) for k in range(m)]).mean(0)
+    no_delta = lambda g, a, b, m: torch.stack([g(b + k / m * (a - b)) for k in range(1, m + 1)]).mean(0)
+    wrong_sign = lambda g, a, b, m: -integrated_gradients_solution(g, a, b, m)
+    only_clean = lambda g, a, b, m: (b - a) * g(a)                      # EAP for every m
+    for wrong in (left_sum, no_delta, wrong_sign, only_clean):
+        with pytest.raises(AssertionError, match="integrated_gradients"):
+            checks.integrated_gradients(wrong)
+
+
+def _node_of(name):
+    return name.split("<")[0]
+
+
+def prune_solution(edges, one_pass=False, input_exempt=True, qkv_are_nodes=False):
+    edges = set(edges)
+    while True:
+        owner = (lambda d: d) if qkv_are_nodes else _node_of
+        sources = {e.split("->")[0] for e in edges}
+        fed = {owner(e.split("->")[1]) for e in edges}
+        alive = {n for n in sources if n in fed or (input_exempt and n == "input")} | {"logits"}
+        kept = {e for e in edges if e.split("->")[0] in alive and owner(e.split("->")[1]) in alive}
+        if kept == edges or one_pass:
+            return kept
+        edges = kept
+
+
+def test_prune_edges_checker(capsys):
+    checks.prune_edges(prune_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    for wrong in (
+        lambda e: prune_solution(e, one_pass=True),          # stops before the fixed point
+        lambda e: prune_solution(e, input_exempt=False),     # input has no edge in, so everything goes
+        lambda e: prune_solution(e, qkv_are_nodes=True),     # a1.h0<q> taken for a node of its own
+        lambda e: set(e),                                    # no pruning
+    ):
+        with pytest.raises(AssertionError, match="prune_edges"):
+            checks.prune_edges(wrong)
+
+
+def test_faithfulness_checker(capsys):
+    checks.faithfulness(lambda c, e, k: float((c.mean() - e.mean()) / (k.mean() - e.mean())))
+    assert "all checks passed" in capsys.readouterr().out
+    for wrong in (
+        lambda c, e, k: float(c.mean() / k.mean()),                          # ignores the empty circuit
+        lambda c, e, k: float(((c - e) / (k - e)).mean()),                   # mean of per-example ratios
+        lambda c, e, k: float((c.mean() - e.mean()) / k.mean()),             # wrong denominator
+    ):
+        with pytest.raises(AssertionError, match="faithfulness"):
+            checks.faithfulness(wrong)
+
+
+# ----- chapter 3 -----
+def test_shift_logits_checker(capsys):
+    checks.shift_logits(lambda logits: torch.cat([logits[:, :1], logits[:, :-1]], dim=1))
+    checks.shift_logits(lambda logits: torch.roll(logits, 1, dims=1))     # slot 0 is free
+    assert capsys.readouterr().out.count("all checks passed") == 2
+    for wrong in (
+        lambda logits: logits,                                             # no shift
+        lambda logits: torch.roll(logits, -1, dims=1),                     # shifted the wrong way
+        lambda logits: logits[:, :-1],                                     # drops a slot: wrong shape
+    ):
+        with pytest.raises(AssertionError, match="shift_logits"):
+            checks.shift_logits(wrong)
+
+
+def mdm_loss_solution(logits, x0, x_t, t, mask_id, shift=1, weight=True, normaliser="masked", mask_at_target=True):
+    B, P, V = logits.shape
+    if shift:
+        logits, targets = logits[:, :-1], x0[:, 1:]
+        masked = (x_t[:, 1:] if mask_at_target else x_t[:, :-1]) == mask_id
+    else:
+        targets, masked = x0, x_t == mask_id
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, V), targets.reshape(-1), reduction="none").view(B, -1)
+    terms = ce * masked / (t[:, None] if weight else 1.0)
+    if normaliser == "masked":
+        return terms.sum() / masked.sum().clamp(min=1)
+    if normaliser == "all":
+        return terms.sum() / masked.numel()
+    return (terms.sum(1) / masked.sum(1).clamp(min=1)).mean()           # per sequence, then the batch mean
+
+
+def test_mdm_loss_checker(capsys):
+    checks.mdm_loss(mdm_loss_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    for wrong in (
+        lambda *a: mdm_loss_solution(*a, shift=0),                         # logits at i scored against token i
+        lambda *a: mdm_loss_solution(*a, weight=False),                    # no 1/t
+        lambda *a: mdm_loss_solution(*a, normaliser="all"),                # mean over every slot
+        lambda *a: mdm_loss_solution(*a, normaliser="per sequence"),       # LLaDA-style per-row normalisation
+        lambda *a: mdm_loss_solution(*a, mask_at_target=False),            # counted where x_t[i] (not i+1) is masked
+    ):
+        with pytest.raises(AssertionError, match="mdm_loss"):
+            checks.mdm_loss(wrong)
+
+
+def anneal_mask_solution(ratio, n_pos, generator):
+    return torch.ones(n_pos, n_pos, dtype=torch.bool).tril() | (torch.rand(n_pos, n_pos, generator=generator) < ratio)
+
+
+def test_anneal_mask_checker(capsys):
+    from mechshift_lite.diffusion import annealed_attention
+
+    checks.anneal_mask(anneal_mask_solution)
+    checks.anneal_mask(annealed_attention)
+    checks.anneal_mask(lambda r, n, g: torch.ones(n, n).tril().bool() | torch.bernoulli(torch.full((n, n), min(r, 1.0)), generator=g).bool())
+    assert capsys.readouterr().out.count("all checks passed") == 3
+    causal = lambda n: torch.ones(n, n, dtype=torch.bool).tril()
+    distance = lambda n: torch.arange(n)[None, :] - torch.arange(n)[:, None]
+    for wrong in (
+        lambda r, n, g: causal(n) | (distance(n) <= round(r * n)),                          # a band that widens
+        lambda r, n, g: causal(n) | (torch.rand(n, 1, generator=g) < r).expand(n, n),       # one draw per query row
+        lambda r, n, g: causal(n) | (torch.rand(1, 1, generator=g) < r).expand(n, n),       # one draw per mask
+        lambda r, n, g: torch.rand(n, n, generator=g) < r,                                  # causal part not kept
+        lambda r, n, g: causal(n) | (torch.rand(n, n, generator=g) < 1 - r),                # Bernoulli(1 - ratio)
+        lambda r, n, g: causal(n) | (torch.rand(n, n) < r),                                 # ignores the generator
+        lambda r, n, g: causal(n) if r < 1 else torch.ones(n, n, dtype=torch.bool),         # no annealing at all
+    ):
+        with pytest.raises(AssertionError, match="anneal_mask"):
+            checks.anneal_mask(wrong)
