@@ -41,8 +41,7 @@ IG_STEPS = 5
 SHAPES = {
     "gpt2-small": (ModelConfig(family="gpt2", d_vocab=50257, n_ctx=1024, d_model=768, n_layers=12, n_heads=12,
                                d_head=64, d_mlp=3072), 8, 16),
-    "zoo": (ModelConfig(family="gpt2", d_vocab=150, n_ctx=40, d_model=128, n_layers=4, n_heads=4, d_head=32,
-                        d_mlp=512), 8, 40),
+    "zoo": (ModelConfig.from_dict(ml.zoo.entry("arm", seed=0)["model_config"]), 8, 40),   # the shipped zoo's shape
 }
 
 

@@ -53,7 +53,7 @@ from IPython.display import Markdown
 import mechshift_lite as ml
 from mechshift_lite import checks, compare, plots, viz, zoo
 from mechshift_lite.experiment import ExperimentConfig, model_inputs, task_pairs
-from mechshift_lite.reporting import table
+from mechshift_lite.reporting import summary, table
 
 # %% [markdown]
 # ## Overlap on one pair of circuits
@@ -215,6 +215,13 @@ plots.early_fraction(result);
 # %%
 Markdown("| the paper's direction | holds here? | evidence (mean [95% CI]) |\n|---|---|---|\n" + "\n".join(
     f"| {v['claim']} | {'yes' if v['holds'] else '**no**'} | {v['evidence']} |" for v in result["verdict"]))
+
+# %% [markdown]
+# The same numbers in sentences (`reporting.summary`). Two statistics are called "above" or
+# "below" each other only when their 95% intervals do not overlap.
+
+# %%
+Markdown(summary(result))
 
 # %% [markdown]
 # Three cautions when reading these numbers. First, the toy has 4 layers and 479 edges, so

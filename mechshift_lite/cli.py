@@ -85,13 +85,16 @@ def _zoo_verify(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from .experiment import ExperimentConfig
-    from .reporting import report, table
+    from .reporting import report, summary, table
 
-    cfg = ExperimentConfig(n_problems=args.problems, edge_fraction=args.edge_fraction, mdm_step=args.mdm_step)
-    result = report(args.out, cfg, n_boot=args.boot, cache_dir=args.cache_dir, progress=not args.quiet, recompute=args.recompute)
+    cfg = ExperimentConfig(n_problems=args.problems, n_chunks=args.chunks, method=args.method, ig_steps=args.ig_steps,
+                           edge_fraction=args.edge_fraction, mdm_step=args.mdm_step)
+    result = report(args.out, cfg, n_boot=args.boot, cache_dir=args.cache_dir, zoo_dir=args.zoo_dir,
+                    progress=not args.quiet, recompute=args.recompute)
     print(table(result))
     for v in result["verdict"]:
         print(("holds:         " if v["holds"] else "does not hold: ") + v["claim"] + "\n               " + v["evidence"])
+    print("\n" + summary(result).replace("**", ""))
     if args.out is not None:
         print(f"report.json, table.txt and figures written to {args.out}")
     return 0
@@ -130,11 +133,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, help="write report.json, table.txt and figures here (a new or earlier report folder)")
     rep.add_argument("--problems", type=int, default=96, help="held-out problems per task before the common-correct filter")
     rep.add_argument("--edge-fraction", type=float, default=0.05, help="top-N edges as a fraction of all edges")
+    rep.add_argument("--method", default="EAP-IG-inputs", help="attribution method (see mechshift_lite.METHODS)")
+    rep.add_argument("--ig-steps", type=int, default=5, help="integrated-gradient steps m of the EAP-IG methods")
+    rep.add_argument("--chunks", type=int, default=8, help="blocks of examples the bootstrap resamples")
     rep.add_argument("--mdm-step", type=int, default=0, help="diffusion step of the headline MDM attribution")
     rep.add_argument("--boot", type=int, default=500, help="bootstrap replicates")
     rep.add_argument("--cache-dir", type=Path, help="cache folder (default: $MECHSHIFT_CACHE or ~/.cache/mechshift-lite)")
     rep.add_argument("--recompute", action="store_true", help="ignore a cached report")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR, help="a zoo other than the installed one")
     rep.set_defaults(func=_report)
     return parser
 

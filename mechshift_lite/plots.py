@@ -126,16 +126,18 @@ def _stat_line(ax: Axes, xs, stats: list[dict], color: str, label: str, style: s
 def diffusion_steps(result: dict) -> Figure:
     """Stability of the MDM's circuit across diffusion steps (overlap with step 0), per metric."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
-    for ax, (key, label) in zip(axes, (("component_overlap", "top-K component overlap"), ("edge_overlap", "edge Jaccard of top-N edges"))):
+    for ax, (key, label) in zip(axes, (("component_overlap", "top-K components"), ("edge_overlap", "top-N edges (Jaccard)"))):
         for task, style, marker in zip(result["tasks"], ("-", "--"), ("o", "s")):   # all MDM circuits: one colour
             s = result["tasks"][task]["diffusion_steps"]
             _stat_line(ax, s["steps"], s[key], MDM_COLOR, TASK_TITLES[task], style, marker)
-        ax.set_xlabel("diffusion step")
-        ax.set_ylabel(f"{label} with step 0")
-    axes[0].axhline(0.9, color=CHANCE_COLOR, linestyle=":", label="the paper's 90%")
+            ax.set_xticks(s["steps"])
+        ax.set_xlabel("diffusion step (tokens committed)")
+        ax.set_title(label, fontsize=9)
+    axes[0].axhline(0.9, color=CHANCE_COLOR, linestyle=":", label="the paper's 90% (components)")
+    axes[0].set_ylabel("overlap with step 0")
     axes[0].set_ylim(0, 1.05)
     axes[0].legend(fontsize=8)
-    fig.suptitle("Does the MDM's circuit change while it denoises? (mean and 95% CI over seeds and examples)", fontsize=10)
+    fig.suptitle("Does the MDM's circuit change while it denoises? (mean, 95% CI over seeds and examples)", fontsize=10)
     fig.tight_layout()
     return fig
 

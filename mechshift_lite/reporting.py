@@ -381,6 +381,37 @@ def verdict(result: dict) -> list[dict]:
     ]
 
 
+def versus(a: Stat, b: Stat) -> str:
+    """``"above"`` / ``"below"`` when the two 95% intervals do not overlap, else ``"not separable from"``."""
+    if a["lo"] > b["hi"]:
+        return "above"
+    if a["hi"] < b["lo"]:
+        return "below"
+    return "not separable from"
+
+
+def summary(result: dict) -> str:
+    """What the miniature found, in sentences (Markdown), every comparison decided by the intervals.
+
+    Two statistics are "above" or "below" each other only when their 95% intervals do not overlap;
+    otherwise they are "not separable" with these seeds and examples.
+    """
+    lines = []
+    for task, title in (("ioi", "IOI (local)"), ("countdown", "Countdown (global)")):
+        o, d = result["tasks"][task]["overlap"], result["tasks"][task]["depth"]
+        mdm, armc, seeds = o["edge_arm_mdm"], o["edge_arm_armc"], o["edge_arm_arm"]
+        text = (f"**{title}.** The ARM-MDM edge Jaccard is {_fmt(mdm)}: {versus(mdm, armc)} the ARM-ARM-continued "
+                f"overlap {_fmt(armc)}")
+        if seeds is not None:
+            text += f", {versus(mdm, seeds)} the overlap of two ARM seeds {_fmt(seeds)}"
+        text += (f", and far above chance ({o['chance_edge']:.3f}). The MDM's early-layer fraction minus the ARM's is "
+                 f"{_fmt(d['early_mdm_minus_arm'])}; the ARM-continued control's is {_fmt(d['early_armc_minus_arm'])}.")
+        lines.append(text)
+    held = sum(v["holds"] for v in result["verdict"])
+    lines.append(f"Of the paper's three directions, {held} hold in this miniature (see the verdict table).")
+    return "\n\n".join(lines)
+
+
 def _fmt(stat: Stat | None) -> str:
     if stat is None:
         return "n/a"

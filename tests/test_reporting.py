@@ -112,3 +112,37 @@ def test_report_writes_figures_and_reuses_a_valid_cache(fake_zoo, result, tmp_pa
     cached.write_text(json.dumps({**again, "cache_key": "stale"}))
     with pytest.raises(AssertionError, match="should have been used"):
         report.report(None, SMALL, n_boot=20, cache_dir=tmp_path / "cache", zoo_dir=fake_zoo)
+
+
+def test_summary_compares_by_intervals_and_follows_the_numbers(result):
+    text = report.summary(result)
+    assert "IOI (local)" in text and "Countdown (global)" in text
+    changed = json.loads(json.dumps(result))
+    o = changed["tasks"]["ioi"]["overlap"]
+    o["edge_arm_mdm"] = {"mean": 0.2, "lo": 0.1, "hi": 0.3}
+    o["edge_arm_armc"] = {"mean": 0.8, "lo": 0.7, "hi": 0.9}
+    o["edge_arm_arm"] = {"mean": 0.25, "lo": 0.15, "hi": 0.35}
+    ioi = report.summary(changed).split("\n\n")[0]
+    assert "below the ARM-ARM-continued" in ioi and "not separable from the overlap of two ARM seeds" in ioi
+    o["edge_arm_mdm"] = {"mean": 0.95, "lo": 0.92, "hi": 0.98}
+    assert "above the ARM-ARM-continued" in report.summary(changed).split("\n\n")[0]
+
+
+def test_report_command_writes_its_folder_and_refuses_a_foreign_one(fake_zoo, tmp_path, capsys):
+    from mechshift_lite.cli import main
+
+    args = ["report", "--zoo-dir", str(fake_zoo), "--problems", "12", "--chunks", "3", "--method", "EAP", "--ig-steps", "1",
+            "--boot", "10", "--edge-fraction", "0.1", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(experiment, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
+        assert main([*args, "--out", str(tmp_path / "out")]) == 0
+        printed = capsys.readouterr().out
+        written = json.loads((tmp_path / "out" / "report.json").read_text())
+        assert written["config"]["n_problems"] == 12 and "IOI (local)" in printed and "edge Jaccard" in printed
+        assert {p.name for p in (tmp_path / "out").glob("*.png")} == {f"{name}.png" for name in plots.FIGURES}
+        foreign = tmp_path / "mine"
+        foreign.mkdir()
+        (foreign / "notes.txt").write_text("keep me")
+        assert main([*args, "--out", str(foreign)]) == 2   # a clear message, no traceback
+        assert "not a mechshift-lite report folder" in capsys.readouterr().err
+        assert (foreign / "notes.txt").read_text() == "keep me"
