@@ -83,12 +83,12 @@ print(f"shared edges: {len(top_arm & top_mdm)}, Jaccard = {compare.jaccard(top_a
       f"chance = {compare.chance_jaccard(graph.n_edges, N, N):.3f}")
 
 # %% [markdown]
-# The ten strongest edges of each model, shared ones in bold:
+# The ten strongest edges of each model (✓: in both top-N sets):
 
 # %%
 def ranked(scores, k=10):
     edges = sorted(compare.top_edges(scores, N), key=lambda e: -abs(scores.edge(e)))[:k]
-    return [f"**{e}**" if e in top_arm & top_mdm else e for e in edges]
+    return [f"`{e}` ✓" if e in top_arm & top_mdm else f"`{e}`" for e in edges]
 
 
 rows = "\n".join(f"| {i + 1} | {a} | {m} |" for i, (a, m) in enumerate(zip(ranked(arm_scores), ranked(mdm_scores))))
