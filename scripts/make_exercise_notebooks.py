@@ -1,4 +1,7 @@
-"""Write an exercises version of each chapter notebook: every cell tagged ``solution`` becomes a stub.
+"""Make the chapter notebooks Colab-ready and write an exercises version of each.
+
+MyST directives (``{admonition}``, ``{note}``...) are rewritten as Markdown blockquotes, which
+Colab and Jupyter render. In the exercises version every cell tagged ``solution`` becomes a stub.
 
 A stub keeps the signature (and docstring) of each function the solution defines and replaces its
 body with ``raise NotImplementedError("your code here")``, so the checks that follow still find
@@ -13,6 +16,7 @@ Usage: python scripts/make_exercise_notebooks.py _build/notebooks/book/ch*.ipynb
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -40,6 +44,30 @@ def stub(solution: str) -> str:
     return "\n\n\n".join(stubs) or STUB
 
 
+DIRECTIVE = re.compile(r"^(```|:::)\{(?P<name>[\w-]+)\}[ \t]*(?P<title>[^\n]*)\n(?P<body>.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def plain_markdown(source: str) -> str:
+    """MyST directive blocks (fenced by ```` ``` ```` or ``:::``) as blockquotes headed by their title
+    (or the directive's name); ``:option: value`` lines are dropped."""
+
+    def quote(match: re.Match) -> str:
+        body = [line for line in match["body"].splitlines() if not re.match(r"^:[\w-]+:", line)]
+        heading = match["title"].strip() or match["name"].capitalize()
+        return "\n".join([f"> **{heading}**", ">", *(f"> {line}".rstrip() for line in body)])
+
+    return DIRECTIVE.sub(quote, source)
+
+
+def colab_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``notebook`` whose Markdown cells use no MyST directives."""
+    plain = nbformat.from_dict(notebook)
+    for cell in plain.cells:
+        if cell.cell_type == "markdown":
+            cell.source = plain_markdown(cell.source)
+    return plain
+
+
 def exercises_version(notebook: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
     """A copy of ``notebook`` with each solution cell replaced by a stub, and how many were replaced."""
     exercises = nbformat.from_dict(notebook)
@@ -55,7 +83,9 @@ def main(paths: list[str]) -> None:
     for path in map(Path, paths):
         if path.stem.endswith(SUFFIX):
             continue
-        exercises, replaced = exercises_version(nbformat.read(path, as_version=4))
+        notebook = colab_version(nbformat.read(path, as_version=4))
+        nbformat.write(notebook, path)
+        exercises, replaced = exercises_version(notebook)
         target = path.with_name(f"{path.stem}{SUFFIX}.ipynb")
         nbformat.write(exercises, target)
         print(f"{target}: {replaced} solution cell(s) replaced by a stub")

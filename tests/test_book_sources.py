@@ -14,7 +14,7 @@ import mechshift_lite
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from make_exercise_notebooks import SOLUTION_TAG, exercises_version  # noqa: E402
+from make_exercise_notebooks import SOLUTION_TAG, colab_version, exercises_version, plain_markdown  # noqa: E402
 
 CHAPTERS = sorted((ROOT / "book").glob("ch*.py"))
 REPOSITORY = "https://github.com/mechshift-lite/mechshift-lite"
@@ -86,3 +86,17 @@ def test_pyproject_version_matches_package() -> None:
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["version"] == mechshift_lite.__version__
+
+
+def test_directives_become_blockquotes_that_colab_renders() -> None:
+    source = "Before.\n\n```{admonition} Definitions\n:class: note\n- **N**: edges\n- $K$: components\n```\n\n:::{note}\nA note.\n:::\nAfter."
+    assert plain_markdown(source) == ("Before.\n\n> **Definitions**\n>\n> - **N**: edges\n> - $K$: components\n\n"
+                                      "> **Note**\n>\n> A note.\nAfter.")
+    assert plain_markdown("```python\nx = 1\n```") == "```python\nx = 1\n```"   # code blocks stay
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
+def test_colab_notebooks_have_no_myst_directives(path: Path) -> None:
+    for cell in colab_version(read_chapter(path)).cells:
+        if cell.cell_type == "markdown":
+            assert not re.search(r"^(```|:::)\{", cell.source, re.MULTILINE), cell.source[:200]
