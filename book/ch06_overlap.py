@@ -160,8 +160,11 @@ Markdown("| task | drawn | common-correct | accuracy of each model on the drawn 
     for task, t in result["tasks"].items()))
 
 # %% [markdown]
-# The MDMs answer Countdown far less often than the ARMs (chapter 3), so the Countdown pool is
-# smaller: it holds the problems the MDMs *did* learn, which is what the comparison needs.
+# The accuracies here are of the decision the attribution explains: the *first* answer token at
+# the readout. Every model gets most IOI answers and a majority of Countdown first tokens right,
+# but the nine models agree on fewer Countdown problems, so that pool is smaller. A right first
+# token is not a solved problem: end to end, the MDMs solve far fewer Countdown problems than the
+# ARMs (chapter 3).
 #
 # ## The Table-1 analogue
 
@@ -225,10 +228,11 @@ Markdown(summary(result))
 
 # %% [markdown]
 # Three cautions when reading these numbers. First, the toy has 4 layers and 479 edges, so
-# "early" is a coarse bucket and $N = 24$ edges is a small set. Second, the MDMs here solve
-# Countdown much less often than the ARMs; the Countdown pool is what both solve, which may be
-# the easy part of the task. Third, every interval is over three seeds: it shows how much the
-# numbers move between training runs, and it is wide for exactly that reason.
+# "early" is a coarse bucket and $N = 24$ edges is a small set. Second, the MDMs here solve few
+# Countdown problems end to end, while the pool only asks for the first answer token: the circuits
+# explain that first decision, not the whole plan, and an MDM that has not learnt to plan may not
+# show the rewiring the paper describes. Third, every interval is over three seeds: it shows how
+# much the numbers move between training runs, and it is wide for exactly that reason.
 #
 # ## Exercises
 #
