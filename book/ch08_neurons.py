@@ -38,7 +38,7 @@ from IPython.display import Markdown
 import mechshift_lite as ml
 from mechshift_lite import checks, neurons, plots, viz, zoo
 from mechshift_lite.experiment import model_inputs, task_pairs
-from mechshift_lite.reporting import CATEGORIES, pooled_neuron_activations
+from mechshift_lite.reporting import CATEGORIES, pooled_neuron_activations, versus
 from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
 
 # %% [markdown]
@@ -138,6 +138,11 @@ Markdown("| statistic (MLP %d) | ARM | MDM |\n|---|---|---|\n" % n["layer"] + "\
     f"| median {key} | " + " | ".join(f"{n[f'{key}_{kind}']['mean']:.3f} [{n[f'{key}_{kind}']['lo']:.3f}, {n[f'{key}_{kind}']['hi']:.3f}]"
                                       for kind in ("arm", "mdm")) + " |"
     for key in ("selectivity", "breadth")))
+
+# %%
+Markdown(f"Here the MDM's median selectivity is **{versus(n['selectivity_mdm'], n['selectivity_arm'])}** the ARM's, "
+         f"and its median breadth **{versus(n['breadth_mdm'], n['breadth_arm'])}** the ARM's "
+         "(\"above\" or \"below\" only when the 95% intervals do not overlap).")
 
 # %% [markdown]
 # The paper's picture predicts a lower selectivity and a higher breadth for the MDM. Whether the
