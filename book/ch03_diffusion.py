@@ -38,8 +38,6 @@ if "google.colab" in sys.modules:
     %pip install -q "mechshift-lite @ git+https://github.com/mechshift-lite/mechshift-lite@v0.1.0"
 
 # %%
-import re
-
 import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
@@ -310,39 +308,12 @@ explorers.denoising_explorer(runs["confidence sampler"], tok)
 # order is random, so every role should average near 0.5.
 
 # %%
-CHAIN = re.compile(r"(\d+)([+\-*/])(\d+)=(\d+),(\d+)([+\-*/])(\d+)=(\d+)")
-GROUP_ROLES = {1: "eq. 1 operands", 3: "eq. 1 operands", 4: "eq. 1 result", 5: "eq. 2 operands",
-               7: "eq. 2 operands", 8: "eq. 2 result (the target)"}
-ROLES = ["after [EOS]", "[EOS]", "eq. 2 result (the target)", "symbols + - * / = ,", "eq. 1 operands",
-         "eq. 2 operands", "eq. 1 result"]
-
-
-def slot_roles(answer, n_slots):
-    """Role of each of the ``n_slots`` answer-region slots, for an answer of the form 'a?b=c,d?e=f' (else None)."""
-    match = CHAIN.fullmatch(answer)
-    if match is None or len(answer) + 1 > n_slots:
-        return None
-    roles = ["symbols + - * / = ,"] * len(answer)
-    for group, role in GROUP_ROLES.items():
-        roles[match.start(group) : match.end(group)] = [role] * (match.end(group) - match.start(group))
-    return roles + ["[EOS]"] + ["after [EOS]"] * (n_slots - len(answer) - 1)
-
-
 def commit_order_by_role(sample):
-    """Mean scaled commit step per role over the test problems, and how many problems parse."""
-    totals, counts, parsed = dict.fromkeys(ROLES, 0.0), dict.fromkeys(ROLES, 0), 0
-    for b, answer in enumerate(accuracy.decode_answers(tok, sample.ids, test.answer_start)):
-        a = int(test.answer_start[b])
-        roles = slot_roles(answer, CANVAS - a)
-        if roles is None:
-            continue
-        parsed += 1
-        steps = sample.commit_step[b, a:].float()
-        order = steps / steps.max()  # 0 = the first step that committed anything, 1 = the last
-        for role, value in zip(roles, order.tolist()):
-            totals[role] += value
-            counts[role] += 1
-    return {role: totals[role] / max(counts[role], 1) for role in ROLES}, parsed
+    """Mean scaled commit step per role over the test problems, and how many answers have the chain form."""
+    answers = accuracy.decode_answers(tok, sample.ids, test.answer_start)
+    roles = [countdown.slot_roles(answer, CANVAS - int(start)) for answer, start in zip(answers, test.answer_start)]
+    means = diffusion.mean_commit_order(sample.commit_step, test.answer_start, roles)
+    return {role: means.get(role, 0.0) for role in countdown.SLOT_ROLES}, sum(r is not None for r in roles)
 
 
 ancestral = diffusion.ancestral_sample(mdm, test.ids, test.answer_start, tok.mask_id, steps=CANVAS, temperature=0.0, seed=0)
@@ -351,10 +322,10 @@ for offset, (label, sample, alpha) in zip((-0.2, 0.2), (("confidence sampler", c
                                                         ("ancestral sampler", ancestral, 0.35))):
     means, parsed = commit_order_by_role(sample)
     print(f"{label:19s}", "  ".join(f"{role} {value:.2f}" for role, value in means.items()))
-    ax.barh([y + offset for y in range(len(ROLES))], list(means.values()), height=0.4, color=viz.MDM_COLOR,
+    ax.barh([y + offset for y in range(len(countdown.SLOT_ROLES))], list(means.values()), height=0.4, color=viz.MDM_COLOR,
             alpha=alpha, label=f"{label} ({parsed} answers of that form)")
 ax.axvline(0.5, color="black", lw=0.8, linestyle=":")
-ax.set_yticks(range(len(ROLES)), ROLES)
+ax.set_yticks(range(len(countdown.SLOT_ROLES)), countdown.SLOT_ROLES)
 ax.invert_yaxis()
 ax.set(xlabel="mean commit order (0 = committed first, 1 = last)", xlim=(0, 1),
        title="In what order the MDM writes the parts of a Countdown answer")

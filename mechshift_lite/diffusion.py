@@ -13,6 +13,7 @@ Shapes: ``B`` batch, ``P`` positions, ``V`` vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -219,6 +220,30 @@ def confidence_sample(
             if history is not None:
                 history.append(x.clone())
     return Sample(x, commit, history)
+
+
+def mean_commit_order(commit_step: Tensor, answer_start: Tensor, roles: Sequence[Sequence[str] | None]) -> dict[str, float]:
+    """Mean scaled commit step of each slot role over the rows of a decoded batch.
+
+    Args:
+        commit_step: ``[B, P]`` from a :class:`Sample` (every answer slot committed).
+        answer_start: ``[B]`` first answer slot of each row.
+        roles: per row, the role of each answer slot (``P - answer_start`` of them), or None to skip the row.
+
+    Returns:
+        role -> mean over its slots of the commit step scaled per row to ``[0, 1]`` (0 = the row's
+        first committed slot, 1 = its last), for the roles that occur.
+    """
+    totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for row, row_roles in enumerate(roles):
+        if row_roles is None:
+            continue
+        steps = commit_step[row, int(answer_start[row]):].float()
+        for role, value in zip(row_roles, (steps / steps.max()).tolist()):
+            totals[role] = totals.get(role, 0.0) + value
+            counts[role] = counts.get(role, 0) + 1
+    return {role: totals[role] / counts[role] for role in totals}
 
 
 @torch.no_grad()

@@ -230,3 +230,11 @@ def test_samplers_reject_an_answer_start_at_bos():
     with pytest.raises(ValueError, match="steps"):
         diffusion.ancestral_sample(tiny_model(), random_ids(1), torch.tensor([2]), MASK, steps=0)
     assert math.isfinite(diffusion.anneal_ratio(0, 0))
+
+
+def test_mean_commit_order_scales_each_row_and_averages_by_role():
+    commit = torch.tensor([[-1, 0, 2, 4], [-1, -1, 1, 0], [-1, 3, 1, 2]])
+    start = torch.tensor([1, 2, 1])
+    roles = [["a", "b", "a"], ["a", "b"], None]                           # the third row is skipped
+    means = diffusion.mean_commit_order(commit, start, roles)
+    assert means == pytest.approx({"a": (0.0 + 1.0 + 1.0) / 3, "b": (0.5 + 0.0) / 2})

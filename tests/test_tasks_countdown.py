@@ -176,3 +176,13 @@ def test_pair_builder_refuses_unpairable_unsolvable_and_non_canonical_examples()
     assert countdown.corrupted_target([1, 1, 1], 3) is None  # every answer starts with "1"
     with pytest.raises(ValueError, match="cannot be reached"):
         countdown.corrupted_target([1, 1, 1], 97)
+
+
+def test_slot_roles_label_each_character_of_a_two_equation_answer():
+    roles = countdown.slot_roles("44-15=29,79-29=50", 20)
+    op1, res1, op2, sym = "eq. 1 operands", "eq. 1 result", "eq. 2 operands", "symbols + - * / = ,"
+    assert roles == [op1, op1, sym, op1, op1, sym, res1, res1, sym, op2, op2, sym, op2, op2, sym,
+                     "eq. 2 result (the target)", "eq. 2 result (the target)", "[EOS]", "after [EOS]", "after [EOS]"]
+    assert set(roles) <= set(countdown.SLOT_ROLES)
+    assert countdown.slot_roles("44-15=29,79-29=50", 17) is None      # no room for [EOS]
+    assert countdown.slot_roles("44-15=29", 20) is None               # one equation: not the chain form

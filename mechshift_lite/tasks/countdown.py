@@ -171,6 +171,26 @@ def _is_true(a: int, op: str, b: int, c: int) -> bool:
     return {"+": a + b, "-": a - b, "*": a * b}[op] == c
 
 
+_CHAIN = re.compile(r"(\d+)([+\-*/])(\d+)=(\d+),(\d+)([+\-*/])(\d+)=(\d+)")
+_GROUP_ROLES = {1: "eq. 1 operands", 3: "eq. 1 operands", 4: "eq. 1 result", 5: "eq. 2 operands",
+                7: "eq. 2 operands", 8: "eq. 2 result (the target)"}
+SLOT_ROLES = ("after [EOS]", "[EOS]", "eq. 2 result (the target)", "symbols + - * / = ,", "eq. 1 operands",
+              "eq. 2 operands", "eq. 1 result")
+"""The roles :func:`slot_roles` gives the slots of a two-equation answer region."""
+
+
+def slot_roles(answer: str, n_slots: int) -> list[str] | None:
+    """Role (one of :data:`SLOT_ROLES`) of each of the ``n_slots`` answer-region slots, one character
+    per slot, then ``[EOS]`` and padding; None unless ``answer`` has the form ``a?b=c,d?e=f`` and fits."""
+    match = _CHAIN.fullmatch(answer)
+    if match is None or len(answer) + 1 > n_slots:
+        return None
+    roles = ["symbols + - * / = ,"] * len(answer)
+    for group, role in _GROUP_ROLES.items():
+        roles[match.start(group) : match.end(group)] = [role] * (match.end(group) - match.start(group))
+    return roles + ["[EOS]"] + ["after [EOS]"] * (n_slots - len(answer) - 1)
+
+
 def prompt_text(numbers: Sequence[int], target: int) -> str:
     """``"15,44,79,50 [SEP]"``."""
     return ",".join(str(x) for x in (*numbers, target)) + f" {SEP}"
