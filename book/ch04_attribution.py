@@ -258,13 +258,6 @@ fig.tight_layout()
 #   largest $|\text{score}|$ under each method, the overlap statistic of the paper.
 
 # %%
-def spearman(a, b):
-    """Spearman rank correlation of two score vectors (real-valued scores: no ties)."""
-    def ranks(values):
-        return values.argsort().argsort().double()
-    return float(torch.corrcoef(torch.stack([ranks(a), ranks(b)]))[0, 1])
-
-
 mdm_inputs = model_inputs(mdm, pairs, tok)
 print(f"MDM inputs {tuple(mdm_inputs.clean_ids.shape)}, attention: {mdm_inputs.attention}")
 exact["MDM"] = ml.attribute(mdm, mdm_inputs.clean_ids, mdm_inputs.corrupted_ids, metric, method="exact",
@@ -283,8 +276,8 @@ for ax, model_name in zip(axes, ("ARM", "MDM")):
         color = viz.ARM_COLOR if model_name == "ARM" else viz.MDM_COLOR
         ax.scatter(truth, estimate.values, marker=marker, s=25, alpha=0.7, color=color if label == "EAP-IG" else "black",
                    label=label)
-        print(f"{model_name} {label:6s}: Spearman all edges {spearman(estimate.values, truth):.3f}, "
-              f"top-20 exact edges {spearman(estimate.values[top], truth[top]):.3f}, "
+        print(f"{model_name} {label:6s}: Spearman all edges {compare.spearman(estimate.values, truth):.3f}, "
+              f"top-20 exact edges {compare.spearman(estimate.values[top], truth[top]):.3f}, "
               f"top-24 Jaccard {compare.edge_overlap(estimate, exact[model_name], 24):.2f}")
     lim = 1.2 * float(truth.abs().max())
     ax.plot([-lim, lim], [-lim, lim], color="grey", linewidth=0.8, label="estimate = exact")

@@ -16,6 +16,8 @@ Definitions (ours where the paper is silent; the book quotes them from here):
   layer 0), or of its destination (``logits`` is its own bucket after the last layer).
 * **Early-layer fraction**: the share of attribution mass (sum of ``|score|``) on edges whose
   source is ``input`` or a node of the first ``ceil(L/3)`` layers.
+* **Spearman** (agreement of two attributions, e.g. with exact patching): the Pearson correlation
+  of the ranks.
 * **Mean depth**: the mass-weighted mean of the source depth, ``input`` = 0 and a node of layer
   ``l`` = ``(l + 1) / L``; lower = computation front-loaded.
 """
@@ -210,6 +212,12 @@ def mean_depth(scores: ScoresLike, n: int | None = None) -> float:
     _, shares = layer_distribution(scores, n, by="src")
     depth = torch.arange(len(shares), dtype=torch.float64) / scores.graph.n_layers
     return float((shares * depth).sum())
+
+
+def spearman(a: Tensor, b: Tensor) -> float:
+    """Spearman rank correlation of two score vectors ``[n]`` (real-valued scores: ties are not averaged)."""
+    rank_a, rank_b = a.argsort().argsort().double(), b.argsort().argsort().double()
+    return float(torch.corrcoef(torch.stack([rank_a, rank_b]))[0, 1])
 
 
 def bootstrap_ci(values: Iterable[float] | Tensor, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:

@@ -7,6 +7,7 @@ import torch
 
 import mechshift_lite as ml
 from mechshift_lite import ModelConfig, Transformer
+from mechshift_lite.compare import spearman
 
 VOCAB = 40
 GPT2 = ModelConfig(d_vocab=VOCAB, n_ctx=12, d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64)
@@ -44,11 +45,6 @@ def log_prob_diff(logits: torch.Tensor) -> torch.Tensor:
 def logit_diff(logits: torch.Tensor) -> torch.Tensor:
     """A metric that is linear in the logits."""
     return logits[:, -1, 3] - logits[:, -1, 5]
-
-
-def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    rank_a, rank_b = a.argsort().argsort().double(), b.argsort().argsort().double()
-    return float(torch.corrcoef(torch.stack([rank_a, rank_b]))[0, 1])
 
 
 def top_k_agreement(a: torch.Tensor, b: torch.Tensor, k: int) -> float:

@@ -111,3 +111,11 @@ def test_bootstrap_interval_contains_mean_and_shrinks_with_more_data():
     _, lo2, hi2 = compare.bootstrap_ci(large)
     assert hi2 - lo2 < hi - lo
     assert compare.bootstrap_ci(small, seed=3) == compare.bootstrap_ci(small, seed=3)
+
+
+def test_spearman_is_the_correlation_of_ranks():
+    a = torch.tensor([0.3, -1.0, 2.0, 0.1, 5.0], dtype=torch.float64)
+    assert compare.spearman(a, a.exp()) == pytest.approx(1.0)            # any increasing map
+    assert compare.spearman(a, -a) == pytest.approx(-1.0)
+    b = torch.tensor([1.0, 2.0, 3.0, 5.0, 4.0], dtype=torch.float64)   # ranks 2,0,3,1,4 vs 0,1,2,4,3
+    assert compare.spearman(a, b) == pytest.approx(1 - 6 * (4 + 1 + 1 + 9 + 1) / (5 * 24))
