@@ -6,10 +6,18 @@ made, the dtype and device are kept, so a 7B model in bfloat16 fits one 80 GB GP
 for EAP-IG. Several GPUs: load the HF model with ``device_map="auto"`` (layers spread over the
 GPUs); our forward moves the residual stream to each block's device as it goes.
 
+A loader that cannot reproduce a model exactly refuses it. Every field of the HF config is
+sorted into one of three groups (see :func:`audit_config`): fields that never change the forward
+pass in evaluation mode (ids, dropout, caching), fields we honour, and fields whose value we
+accept only where we reproduce it. A field outside all three whose value differs from its
+class's default is refused too, so a new HF option is never silently ignored. Sizes, biases and
+the tied unembedding are read from the weight tensors themselves, which is what the HF forward
+uses, whatever the config claims.
+
 ``load_pretrained`` fetches the real checkpoints by hub id for readers with internet (ARMs
 GPT-2 / Qwen2.5 / LLaMA-2, and their MDMs DiffuGPT / Dream / DiffuLLaMA), applying the key
-renames those checkpoints need (see ``shared/notes/masked-diffusion.md`` section 3). Nothing in
-the book or the tests calls it: they run the same code on tiny random configs.
+renames those checkpoints need. Nothing in the book or the tests calls it with a hub id: they
+run the same code on tiny random configs and local folders.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +36,132 @@ from .model import AttentionMode, Transformer
 SUPPORTED = ("GPT2LMHeadModel", "Qwen2ForCausalLM", "LlamaForCausalLM")
 
 
+class UnsupportedConfigError(ValueError):
+    """A HuggingFace config asks for something this loader cannot reproduce exactly."""
+
+
+# Fields that do not change an evaluation-mode forward pass: bookkeeping, token ids, dropout
+# (off in eval mode), caching, output switches, initialisation, and HF's attention kernels
+# (eager / sdpa / flash compute the same function).
+INERT_FIELDS = frozenset({
+    "transformers_version", "architectures", "model_type", "_name_or_path", "name_or_path",
+    "dtype", "torch_dtype", "use_bfloat16", "id2label", "label2id", "problem_type",
+    "finetuning_task", "tokenizer_class", "prefix", "task_specific_params", "auto_map",
+    "bos_token_id", "eos_token_id", "pad_token_id", "sep_token_id", "mask_token_id",
+    "decoder_start_token_id", "output_hidden_states", "output_attentions", "return_dict",
+    "use_return_dict", "torchscript", "use_cache", "initializer_range", "attention_dropout",
+    "resid_pdrop", "embd_pdrop", "attn_pdrop", "summary_type", "summary_use_proj",
+    "summary_activation", "summary_proj_to_labels", "summary_first_dropout",
+    "chunk_size_feed_forward", "tf_legacy_loss", "_attn_implementation_autoset",
+    "_attn_implementation", "_commit_hash", "gradient_checkpointing",
+    "n_ctx",  # GPT-2's legacy alias of n_positions; the position table's size is what counts
+})
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """Which values of one config field we reproduce, and what any other value would mean."""
+
+    accepts: Callable[[Any], bool]
+    meaning: str
+
+
+def _is(expected: Any) -> Callable[[Any], bool]:
+    return lambda value: value == expected
+
+
+def _default_rope(value: Any) -> bool:
+    """``rope_scaling`` (transformers 4) or ``rope_parameters`` (5): plain rotary positions only."""
+    if value is None:
+        return True
+    if not isinstance(value, dict):
+        return False
+    kind = value.get("rope_type", value.get("type", "default"))
+    return kind == "default" and value.get("partial_rotary_factor", 1.0) == 1.0
+
+
+_GPT2_RULES = {
+    "scale_attn_weights": FieldRule(_is(True), "attention scores without the 1/sqrt(d_head) scale"),
+    "scale_attn_by_inverse_layer_idx": FieldRule(_is(False), "attention scores scaled by 1/(layer + 1)"),
+    "reorder_and_upcast_attn": FieldRule(_is(False), "attention scores computed in float32 in another order"),
+    "add_cross_attention": FieldRule(_is(False), "cross-attention to an encoder"),
+    "is_decoder": FieldRule(lambda v: True, ""),   # GPT-2 is causal whatever this says
+}
+_LLAMA_RULES = {
+    "rope_scaling": FieldRule(_default_rope, "scaled rotary positions (linear, dynamic, YaRN, LLaMA-3, ...)"),
+    "rope_parameters": FieldRule(_default_rope, "scaled or partial rotary positions"),
+    # pretraining_tp > 1 splits HF's matmuls into slices and sums them: the same function.
+    "pretraining_tp": FieldRule(lambda v: isinstance(v, int) and v >= 1, "a tensor-parallel split"),
+}
+_QWEN2_RULES = {
+    **_LLAMA_RULES,
+    "use_sliding_window": FieldRule(_is(False), "sliding-window attention in some layers"),
+    "layer_types": FieldRule(lambda v: v is None or all(t == "full_attention" for t in v),
+                             "sliding-window attention in some layers"),
+    "use_mrope": FieldRule(_is(False), "multimodal rotary positions"),
+    # Only read when use_sliding_window is true, which is refused above.
+    "sliding_window": FieldRule(lambda v: True, ""),
+    "max_window_layers": FieldRule(lambda v: True, ""),
+}
+_COMMON_RULES = {
+    "is_encoder_decoder": FieldRule(_is(False), "an encoder-decoder model"),
+    "pruned_heads": FieldRule(lambda v: not v, "pruned attention heads"),
+}
+
+# Fields whose value is honoured: read into the ModelConfig, or checked against the weights.
+_GPT2_HONOURED = frozenset({
+    "vocab_size", "n_positions", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
+    "layer_norm_epsilon", "tie_word_embeddings",
+})
+_LLAMA_HONOURED = frozenset({
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "rope_theta",
+    "attention_bias", "mlp_bias", "head_dim", "tie_word_embeddings",
+})
+
+FIELDS: dict[str, tuple[frozenset[str], dict[str, FieldRule]]] = {
+    "GPT2LMHeadModel": (_GPT2_HONOURED, {**_COMMON_RULES, **_GPT2_RULES}),
+    "LlamaForCausalLM": (_LLAMA_HONOURED, {**_COMMON_RULES, **_LLAMA_RULES}),
+    "Qwen2ForCausalLM": (_LLAMA_HONOURED, {**_COMMON_RULES, **_QWEN2_RULES}),
+}
+
+# HF activation names -> ours (only the ones that compute the same function).
+_ACTIVATIONS = {"gelu_new": "gelu_new", "gelu_pytorch_tanh": "gelu_new", "gelu": "gelu",
+                "silu": "silu", "swish": "silu", "relu": "relu"}
+
+
+def audit_config(hf_config, class_name: str) -> None:
+    """Refuse a config with any field this loader would not reproduce exactly.
+
+    Raises:
+        UnsupportedConfigError: naming the first offending field, its value and what it means.
+    """
+    honoured, rules = FIELDS[class_name]
+    values = hf_config.to_dict()
+    defaults = type(hf_config)().to_dict()
+    for field, value in values.items():
+        if field in rules:
+            rule = rules[field]
+            if not rule.accepts(value):
+                raise UnsupportedConfigError(
+                    f"{class_name} config field {field}={value!r} is not supported ({rule.meaning}); "
+                    "this loader reproduces only the standard architecture, and refuses rather than "
+                    "return a model whose logits differ from HuggingFace's"
+                )
+        elif field not in honoured and field not in INERT_FIELDS and (field not in defaults or defaults[field] != value):
+            raise UnsupportedConfigError(
+                f"{class_name} config field {field}={value!r} is not known to this loader and may change "
+                "the forward pass; loading refused (if it does not, add it to mechshift_lite.hf.INERT_FIELDS "
+                "with a test)"
+            )
+    activation = "activation_function" if class_name == "GPT2LMHeadModel" else "hidden_act"
+    if values[activation] not in _ACTIVATIONS:
+        raise UnsupportedConfigError(
+            f"{class_name} config field {activation}={values[activation]!r} is not supported; "
+            f"supported: {', '.join(_ACTIVATIONS)}"
+        )
+
+
 def from_hf(hf_model: nn.Module, attention: AttentionMode = "causal") -> Transformer:
     """Our :class:`Transformer` sharing the weights of a HuggingFace causal LM.
 
@@ -35,6 +169,11 @@ def from_hf(hf_model: nn.Module, attention: AttentionMode = "causal") -> Transfo
         hf_model: a ``GPT2LMHeadModel``, ``Qwen2ForCausalLM`` or ``LlamaForCausalLM``.
         attention: ``"causal"`` for an ARM, ``"bidirectional"`` for an MDM (DiffuGPT, Dream,
             DiffuLLaMA run the same architecture with full attention).
+
+    Raises:
+        TypeError: for another architecture.
+        UnsupportedConfigError: when the config asks for something we do not reproduce
+            (sliding windows, scaled rotary positions, ...), naming the field and its value.
 
     The parameters do not require gradients (attribution needs gradients of activations only).
     """
@@ -44,10 +183,12 @@ def from_hf(hf_model: nn.Module, attention: AttentionMode = "causal") -> Transfo
             f"unsupported HuggingFace model {name}; supported: {', '.join(SUPPORTED)} "
             "(Dream loads as Qwen2 and DiffuLLaMA as LLaMA through load_pretrained)"
         )
-    cfg = config_from_hf(hf_model.config, name)
+    cfg = config_from_hf(hf_model)
     with torch.device("meta"):
         model = Transformer(cfg, attention=attention)
     weights = _gpt2_weights(hf_model, cfg) if name == "GPT2LMHeadModel" else _llama_weights(hf_model, cfg)
+    if not cfg.tied_embeddings:
+        weights["W_U"] = hf_model.get_output_embeddings().weight.T
     for path, tensor in weights.items():
         module_path, _, attr = path.rpartition(".")
         module = model.get_submodule(module_path) if module_path else model
@@ -58,32 +199,54 @@ def from_hf(hf_model: nn.Module, attention: AttentionMode = "causal") -> Transfo
     return model.eval()
 
 
-def config_from_hf(hf_config, class_name: str) -> ModelConfig:
-    """Translate a HuggingFace config into a :class:`ModelConfig`."""
-    if class_name == "GPT2LMHeadModel":
-        c = hf_config
+def config_from_hf(hf_model: nn.Module) -> ModelConfig:
+    """The :class:`ModelConfig` of a HuggingFace model, after :func:`audit_config`.
+
+    Sizes, biases and tying are read from the weights (what HF's forward computes with), the
+    rest from the config.
+    """
+    name = type(hf_model).__name__
+    c = hf_model.config
+    audit_config(c, name)
+    tied = _unembedding_is_embedding(hf_model)
+    if name == "GPT2LMHeadModel":
         return ModelConfig(
-            family="gpt2", d_vocab=c.vocab_size, n_ctx=c.n_positions, d_model=c.n_embd,
+            family="gpt2", d_vocab=c.vocab_size, n_ctx=hf_model.transformer.wpe.weight.shape[0], d_model=c.n_embd,
             n_layers=c.n_layer, n_heads=c.n_head, d_head=c.n_embd // c.n_head,
-            d_mlp=c.n_inner or 4 * c.n_embd, act=c.activation_function, norm_eps=c.layer_norm_epsilon,
-            tied_embeddings=True,
+            d_mlp=hf_model.transformer.h[0].mlp.c_fc.weight.shape[1], act=_ACTIVATIONS[c.activation_function],
+            norm_eps=c.layer_norm_epsilon, tied_embeddings=tied,
         )
-    c = hf_config
-    rope = getattr(c, "rope_parameters", None) or {"rope_type": "default", "rope_theta": getattr(c, "rope_theta", 10000.0)}
-    if rope.get("rope_type", "default") != "default":
-        raise ValueError(f"rotary scaling {rope.get('rope_type')!r} is not supported; only the default rotary positions")
-    qwen = class_name == "Qwen2ForCausalLM"
+    layer = hf_model.model.layers[0]
+    a, mlp = layer.self_attn, layer.mlp
+    d_head = a.q_proj.weight.shape[0] // c.num_attention_heads
+    qkv_bias = {p.bias is not None for p in (a.q_proj, a.k_proj, a.v_proj)}
+    mlp_bias = {p.bias is not None for p in (mlp.gate_proj, mlp.up_proj, mlp.down_proj)}
+    if len(qkv_bias) > 1 or len(mlp_bias) > 1:
+        raise UnsupportedConfigError(f"{name}: biases on only some of the q/k/v or MLP projections are not supported")
     return ModelConfig(
         family="llama", d_vocab=c.vocab_size, n_ctx=c.max_position_embeddings, d_model=c.hidden_size,
-        n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads,
-        d_head=getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads,
-        d_mlp=c.intermediate_size, n_kv_heads=c.num_key_value_heads or c.num_attention_heads,
-        act=c.hidden_act, norm_eps=c.rms_norm_eps, rope_theta=float(rope["rope_theta"]),
-        qkv_bias=qwen or bool(getattr(c, "attention_bias", False)),
-        out_bias=not qwen and bool(getattr(c, "attention_bias", False)),
-        mlp_bias=bool(getattr(c, "mlp_bias", False)),
-        tied_embeddings=bool(c.tie_word_embeddings),
+        n_layers=c.num_hidden_layers, n_heads=c.num_attention_heads, d_head=d_head,
+        d_mlp=mlp.gate_proj.weight.shape[0], n_kv_heads=a.k_proj.weight.shape[0] // d_head,
+        act=_ACTIVATIONS[c.hidden_act], norm_eps=c.rms_norm_eps, rope_theta=_rope_theta(c),
+        qkv_bias=qkv_bias.pop(), out_bias=a.o_proj.bias is not None, mlp_bias=mlp_bias.pop(),
+        tied_embeddings=tied,
     )
+
+
+def _unembedding_is_embedding(hf_model: nn.Module) -> bool:
+    """Whether the LM head *is* the token embedding (shared storage), as HF's forward sees it."""
+    head, embed = hf_model.get_output_embeddings(), hf_model.get_input_embeddings()
+    if getattr(head, "bias", None) is not None:
+        raise UnsupportedConfigError(f"{type(hf_model).__name__}: an LM head with a bias is not supported")
+    return head.weight is embed.weight or (
+        head.weight.shape == embed.weight.shape and head.weight.data_ptr() == embed.weight.data_ptr()
+    )
+
+
+def _rope_theta(hf_config) -> float:
+    """The rotary base: ``rope_parameters["rope_theta"]`` (transformers 5) or ``rope_theta`` (4)."""
+    rope = getattr(hf_config, "rope_parameters", None) or {}
+    return float(rope.get("rope_theta", getattr(hf_config, "rope_theta", 10000.0)))
 
 
 def _gpt2_weights(hf: nn.Module, cfg: ModelConfig) -> dict[str, Tensor]:
@@ -109,8 +272,6 @@ def _llama_weights(hf: nn.Module, cfg: ModelConfig) -> dict[str, Tensor]:
     """Our parameter paths -> views of LLaMA/Qwen2 tensors (``nn.Linear`` weights are ``[out, in]``)."""
     m, D, H, G, K = hf.model, cfg.d_model, cfg.n_heads, cfg.kv_heads, cfg.d_head
     out = {"W_E": m.embed_tokens.weight, "ln_final.w": m.norm.weight}
-    if not cfg.tied_embeddings:
-        out["W_U"] = hf.lm_head.weight.T
     for l, layer in enumerate(m.layers):
         p, a = f"blocks.{l}.", layer.self_attn
         for name, proj, heads in (("Q", a.q_proj, H), ("K", a.k_proj, G), ("V", a.v_proj, G)):
@@ -190,19 +351,31 @@ def load_pretrained(hub_id: str, dtype: torch.dtype = torch.bfloat16, device: st
     return from_hf(hf_model.eval(), attention=spec.attention)
 
 
-def _load_causal_lm(source: str, spec: HubModel, **kwargs) -> nn.Module:
+def _dtype_keyword() -> str:
+    """``from_pretrained`` takes ``dtype=`` from transformers 4.56 on, ``torch_dtype=`` before."""
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def _from_pretrained(cls, source: str, dtype: torch.dtype, **kwargs) -> nn.Module:
+    return cls.from_pretrained(source, **{_dtype_keyword(): dtype}, **kwargs)
+
+
+def _load_causal_lm(source: str, spec: HubModel, dtype: torch.dtype, **kwargs) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    return _from_pretrained(AutoModelForCausalLM, source, dtype, **kwargs)
 
 
-def _load_dream(source: str, spec: HubModel, **kwargs) -> nn.Module:
+def _load_dream(source: str, spec: HubModel, dtype: torch.dtype, **kwargs) -> nn.Module:
     """Dream ships custom code, but its weights are Qwen2's under the same key names, so we read
     its ``config.json`` into a ``Qwen2Config`` and load the weights without running remote code."""
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(**_drop_model_type(_read_config(source)))
-    return Qwen2ForCausalLM.from_pretrained(source, config=config, **kwargs)
+    return _from_pretrained(Qwen2ForCausalLM, source, dtype, config=config, **kwargs)
 
 
 def _load_diffugpt(source: str, spec: HubModel, dtype: torch.dtype = torch.float32, device_map=None, **kwargs) -> nn.Module:

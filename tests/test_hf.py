@@ -15,17 +15,23 @@ SMALL = dict(vocab_size=V, hidden_size=48, intermediate_size=80, num_hidden_laye
              bos_token_id=None, eos_token_id=None, pad_token_id=None)
 
 
+def eager(config):
+    """The config with eager attention, set before the model is built (transformers 4.x reads it then)."""
+    config._attn_implementation = "eager"
+    return config
+
+
 def gpt2(**kw):
-    return GPT2LMHeadModel(GPT2Config(vocab_size=V, n_positions=32, n_embd=48, n_layer=2, n_head=4,
-                                      bos_token_id=None, eos_token_id=None, **kw))
+    return GPT2LMHeadModel(eager(GPT2Config(vocab_size=V, n_positions=32, n_embd=48, n_layer=2, n_head=4,
+                                            bos_token_id=None, eos_token_id=None, **kw)))
 
 
 def llama(**kw):
-    return LlamaForCausalLM(LlamaConfig(**{**SMALL, "num_attention_heads": 4, "num_key_value_heads": 4, **kw}))
+    return LlamaForCausalLM(eager(LlamaConfig(**{**SMALL, "num_attention_heads": 4, "num_key_value_heads": 4, **kw})))
 
 
 def qwen(**kw):
-    return Qwen2ForCausalLM(Qwen2Config(**{**SMALL, "num_attention_heads": 4, "num_key_value_heads": 4, **kw}))
+    return Qwen2ForCausalLM(eager(Qwen2Config(**{**SMALL, "num_attention_heads": 4, "num_key_value_heads": 4, **kw})))
 
 
 MODELS = {
@@ -40,7 +46,6 @@ MODELS = {
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     hf = MODELS[name]()
-    hf.config._attn_implementation = "eager"
     with torch.no_grad():  # random biases and norm weights, so that every weight is exercised
         for pname, p in hf.named_parameters():
             if pname.endswith("bias") or "norm" in pname or "ln_" in pname:
@@ -71,16 +76,38 @@ def test_causal_logits_match_hf(name):
     assert diff < 1e-4, f"{name}: max |logit difference| {diff:.2e}"
 
 
+def hf_bidirectional_logits(hf: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """HF's own logits with every real key visible to every query.
+
+    transformers 5 (and 4.x LLaMA/Qwen2) take a 4-D additive mask as given. GPT-2 in 4.x applies
+    its causal buffer ``attn.bias`` whatever the mask says, so that buffer is opened for the call.
+    """
+    buffers = [m.bias for m in hf.modules() if type(m).__name__.startswith("GPT2") and isinstance(getattr(m, "bias", None), torch.Tensor)
+               and m.bias.dtype == torch.bool]
+    if buffers:
+        saved = [b.clone() for b in buffers]
+        for b in buffers:
+            b.fill_(True)
+        try:
+            return hf(ids, attention_mask=mask).logits
+        finally:
+            for b, old in zip(buffers, saved):
+                b.copy_(old)
+    B, P = ids.shape
+    visible = mask.bool()[:, None, None, :].expand(B, 1, P, P)
+    additive = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)  # HF eager adds it
+    return hf(ids, attention_mask=additive).logits
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_bidirectional_logits_match_hf_with_all_visible_mask(name):
     hf = build(name)
     ids, mask = batch()
-    visible = mask.bool()[:, None, None, :].expand(3, 1, 10, 10)   # every real key visible to every query
-    visible = torch.zeros(visible.shape).masked_fill(~visible, torch.finfo(torch.float32).min)  # HF eager adds it
     ours = ml.from_hf(hf, attention="bidirectional")
     with torch.no_grad():
-        diff = (real(ours(ids, mask), mask) - real(hf(ids, attention_mask=visible).logits, mask)).abs().max()
-        causal_gap = (real(ours(ids, mask, attention="causal"), mask) - real(hf(ids, attention_mask=visible).logits, mask)).abs().max()
+        reference = hf_bidirectional_logits(hf, ids, mask)
+        diff = (real(ours(ids, mask), mask) - real(reference, mask)).abs().max()
+        causal_gap = (real(ours(ids, mask, attention="causal"), mask) - real(reference, mask)).abs().max()
     assert diff < 1e-4, f"{name}: max |logit difference| {diff:.2e}"
     assert causal_gap > 1e-3, "the bidirectional check would pass for a causal model"
 
