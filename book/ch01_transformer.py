@@ -36,7 +36,8 @@ import torch
 from IPython.display import Markdown
 
 import mechshift_lite as ml
-from mechshift_lite import checks, viz
+from mechshift_lite import viz
+from mechshift_lite.teaching import checks
 
 # %% [markdown]
 # ## A small GPT-2-style model

@@ -45,7 +45,8 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import Markdown, display
 
-from mechshift_lite import checks, tasks, viz
+from mechshift_lite import tasks, viz
+from mechshift_lite.teaching import checks
 from mechshift_lite.tasks import countdown, ioi
 from mechshift_lite.tokenizer import split_words
 

@@ -43,7 +43,8 @@ import torch
 from IPython.display import Markdown, display
 from matplotlib.patches import Patch
 
-from mechshift_lite import accuracy, checks, diffusion, tasks, training, viz, zoo
+from mechshift_lite import accuracy, diffusion, tasks, training, viz, zoo
+from mechshift_lite.teaching import checks
 from mechshift_lite.tasks import countdown
 
 tok = zoo.tokenizer()
@@ -296,7 +297,7 @@ fig.tight_layout()
 # time (the slot committed at that step in brackets, `_` for `[MASK]`). The page does not run it.
 
 # %% tags=["skip-execution"]
-from mechshift_lite import explorers
+from mechshift_lite.teaching import explorers
 
 explorers.denoising_explorer(runs["confidence sampler"], tok)
 

@@ -43,7 +43,8 @@ from IPython.display import Markdown
 from matplotlib.colors import SymLogNorm
 
 import mechshift_lite as ml
-from mechshift_lite import checks, compare, viz, zoo
+from mechshift_lite import compare, viz, zoo
+from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import model_inputs, task_pairs
 
 # %% [markdown]

@@ -40,7 +40,8 @@ import torch
 from IPython.display import Markdown
 
 import mechshift_lite as ml
-from mechshift_lite import checks, compare, plots, viz, zoo
+from mechshift_lite import compare, plots, viz, zoo
+from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import model_inputs, task_pairs
 
 # %% [markdown]

@@ -51,7 +51,8 @@ import torch
 from IPython.display import Markdown
 
 import mechshift_lite as ml
-from mechshift_lite import checks, compare, plots, viz, zoo
+from mechshift_lite import compare, plots, viz, zoo
+from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import ExperimentConfig, model_inputs, task_pairs
 from mechshift_lite.reporting import summary, table
 
@@ -113,7 +114,7 @@ print(f"K = {K}: shared fraction {overlap.shared_fraction:.2f}, Jaccard {overlap
 # counterpart).
 
 # %% tags=["skip-execution"]
-from mechshift_lite import explorers
+from mechshift_lite.teaching import explorers
 
 explorers.overlap_explorer({"ARM": arm_scores, "MDM": mdm_scores, "ARM-continued": scores_of(zoo.load("arm-continued", seed=0))})
 

@@ -37,7 +37,8 @@ import torch
 from IPython.display import Markdown
 
 import mechshift_lite as ml
-from mechshift_lite import checks, lens, plots, viz, zoo
+from mechshift_lite import lens, plots, viz, zoo
+from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import model_inputs, task_pairs
 from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
 

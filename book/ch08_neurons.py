@@ -36,7 +36,8 @@ import torch
 from IPython.display import Markdown
 
 import mechshift_lite as ml
-from mechshift_lite import checks, neurons, plots, viz, zoo
+from mechshift_lite import neurons, plots, viz, zoo
+from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import model_inputs, task_pairs
 from mechshift_lite.reporting import CATEGORIES, pooled_neuron_activations, versus
 from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
@@ -79,7 +80,7 @@ fig.suptitle(f"MLP {LAYER} on one Countdown prompt: the same neurons in the ARM 
 # below moves through the layers and the prompts (the page does not run it).
 
 # %% tags=["skip-execution"]
-from mechshift_lite import explorers
+from mechshift_lite.teaching import explorers
 
 explorers.neuron_explorer(models, pairs["countdown"], tok)
 

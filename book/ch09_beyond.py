@@ -42,7 +42,8 @@ import torch
 from IPython.display import Markdown
 
 import mechshift_lite as ml
-from mechshift_lite import ablation, checks, plots, viz, zoo
+from mechshift_lite import ablation, plots, viz, zoo
+from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import model_inputs, task_pairs
 from mechshift_lite.reporting import versus
 from mechshift_lite.viz import MDM_COLOR

@@ -48,7 +48,8 @@ import torch
 from IPython.display import Markdown
 
 import mechshift_lite as ml
-from mechshift_lite import checks, compare, lens, real_tasks, viz
+from mechshift_lite import compare, lens, real_tasks, viz
+from mechshift_lite.teaching import checks, standins
 from mechshift_lite.hf import HUB_MODELS
 
 # %% [markdown]
@@ -119,7 +120,7 @@ Markdown("\n".join(rows))
 # text, and its vocabulary is small, so several names come out in pieces.
 
 # %%
-tok = real_tasks.tiny_tokenizer()
+tok = standins.tiny_tokenizer()
 names = real_tasks.single_token_names(tok)
 print(f"{len(tok)} tokens; single-token names: {sorted(names)}")
 print("split into pieces:", {n: tok.tokenize(" " + n) for n in ml.tasks.ioi.NAMES if n not in names})
@@ -220,7 +221,7 @@ def shift_analysis(arm, mdm, tok, mask_token_id, n_pairs, n_shots, token_budget,
 
 # %%
 results = {}
-hf_gpt2 = real_tasks.tiny_hf_model("gpt2", vocab_size=len(tok), seed=0)
+hf_gpt2 = standins.tiny_hf_model("gpt2", vocab_size=len(tok), seed=0)
 arm, mdm = ml.from_hf(hf_gpt2, attention="causal"), ml.from_hf(hf_gpt2, attention="bidirectional")
 mask_id, n_pairs, n_shots, token_budget = tok.mask_token_id, 16, 2, 4096   # 2 solved examples: a fast build
 
@@ -248,7 +249,7 @@ results["GPT-2 / DiffuGPT-S"] = shift_analysis(arm, mdm, tok, mask_id, n_pairs, 
 
 # %%
 for name, arch in (("Qwen2.5-7B / Dream-7B", "qwen2"), ("LLaMA-2-7B / DiffuLLaMA", "llama")):
-    hf = real_tasks.tiny_hf_model(arch, vocab_size=len(tok), seed=0)
+    hf = standins.tiny_hf_model(arch, vocab_size=len(tok), seed=0)
     results[name] = shift_analysis(ml.from_hf(hf, "causal"), ml.from_hf(hf, "bidirectional"), tok, mask_id,
                                    n_pairs, n_shots, token_budget)
 

@@ -8,8 +8,10 @@ from .model import Hooks, Transformer
 from .hf import from_hf, load_pretrained
 from . import ablation, accuracy, compare, diffusion, experiment, lens, neurons, tasks, training, zoo
 from .tokenizer import Tokenizer
-from .attribution import METHODS, Scores, attribute
-from .circuits import Circuit, evaluate, faithfulness_curve, greedy, plot_faithfulness, prune, threshold, top_n
+from .attribution import METHODS, attribute
+from .scores import Scores
+from .circuits import Circuit, evaluate, faithfulness_curve, greedy, prune, threshold, top_n
+from .plots import plot_faithfulness
 
 __all__ = ["ModelConfig", "Graph", "Hooks", "Transformer", "Tokenizer", "from_hf", "load_pretrained", "__version__",
            "METHODS", "Scores", "attribute", "Circuit", "evaluate", "faithfulness_curve", "greedy",

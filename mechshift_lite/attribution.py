@@ -67,80 +67,14 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import compare
 from .graph import Graph
+from .scores import Scores
 from .model import AttentionMode, Hooks, Transformer
 from .patching import (
-    PROGRESS_PASSES, Metric, MetricCaller, Pair, destination_block, example_chunks, node_outputs, patched_metrics,
+    PROGRESS_PASSES, Metric, MetricCaller, Pair, example_chunks, node_outputs, patched_metrics,
 )
 
 METHODS: tuple[str, ...] = ("EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact")
-
-
-@dataclass(frozen=True, eq=False)
-class Scores:
-    """Edge scores of one model on one set of examples.
-
-    Attributes:
-        tensor: ``[n_src, n_dst]`` float64; ``tensor[src, dst]`` is the score of the edge
-            ``src->dst`` (zero where :attr:`Graph.edge_mask` has no edge).
-        graph: the graph the indices refer to.
-        method: the attribution method that produced the scores.
-        n_examples: how many examples the scores average over.
-        ig_steps: the number of interpolation steps (IG methods), else None.
-    """
-
-    tensor: Tensor
-    graph: Graph
-    method: str
-    n_examples: int
-    ig_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        expected = (self.graph.n_src, self.graph.n_dst)
-        if tuple(self.tensor.shape) != expected:
-            raise ValueError(f"scores of this graph must be a {expected} tensor; got {tuple(self.tensor.shape)}")
-
-    @property
-    def values(self) -> Tensor:
-        """``[n_edges]`` scores in :attr:`Graph.edge_names` order."""
-        return self.tensor[self.graph.edge_mask]
-
-    def as_dict(self) -> dict[str, float]:
-        """``{"a0.h1->m1": score, ...}`` for every edge of the graph."""
-        return dict(zip(self.graph.edge_names, self.values.tolist()))
-
-    def edge(self, name: str) -> float:
-        """The score of one edge, e.g. ``scores.edge("a0.h1->m1")``."""
-        src, dst = self.graph.edge_index(name)
-        return float(self.tensor[src, dst])
-
-    def check_same_graph(self, other: "Scores") -> None:
-        """Refuse to compare or combine scores of differently shaped models."""
-        if not isinstance(other, Scores):
-            raise TypeError(f"expected Scores, got {type(other).__name__}")
-        compare.check_same_graph(self, other)
-
-    @classmethod
-    def combine(cls, parts: Sequence["Scores"]) -> "Scores":
-        """Scores over the union of the parts' examples (their example-weighted mean).
-
-        Attributing a large set in pieces and combining gives the scores of the whole set, so long
-        runs can be split, interrupted and resumed.
-        """
-        if not parts:
-            raise ValueError("combine needs at least one Scores object")
-        first = parts[0]
-        for part in parts[1:]:
-            first.check_same_graph(part)
-            if (part.method, part.ig_steps) != (first.method, first.ig_steps):
-                raise ValueError(
-                    f"cannot combine {first.method} (ig_steps={first.ig_steps}) with "
-                    f"{part.method} (ig_steps={part.ig_steps}) scores"
-                )
-        n = sum(part.n_examples for part in parts)
-        total = sum(part.tensor * part.n_examples for part in parts)
-        return cls(total / n, first.graph, first.method, n, first.ig_steps)
 
 
 def attribute(
@@ -229,16 +163,6 @@ def gradient_runs(method: str, ig_steps: int, n_layers: int) -> list[GradientRun
     return [GradientRun("clean", group, alpha) for group in groups for alpha in steps]
 
 
-def _group_rows(graph: Graph, group: Group) -> slice:
-    """The rows of a group in the ``[n_src, ...]`` node-output layout."""
-    kind, layer = group
-    if kind == "input":
-        return slice(0, 1)
-    if kind == "attn":
-        return slice(graph.head_src(layer), graph.head_src(layer) + graph.n_heads)
-    return slice(graph.mlp_src(layer), graph.mlp_src(layer) + 1)
-
-
 class GradientHooks(Hooks):
     """Adds ``delta . grad`` into the score matrix at every destination as backpropagation reaches it.
 
@@ -262,7 +186,7 @@ class GradientHooks(Hooks):
         return out
 
     def dest_input(self, kind: str, layer: int | None, x: Tensor) -> Tensor:
-        prev, columns = destination_block(self.graph, kind, layer)
+        prev, columns = self.graph.destinations_of(kind, layer)
         if not x.requires_grad:
             return x
         # A private view: the model also adds the MLP's output to the residual tensor it passes
@@ -285,7 +209,7 @@ def _accumulate_chunk(
     """Add one chunk's ``sum over examples and runs`` of ``delta . grad`` into ``scores``."""
     graph = model.graph
     clean, corrupted = node_outputs(model, chunk, "clean"), node_outputs(model, chunk, "corrupted")
-    ends = {run.group: (clean[_group_rows(graph, run.group)], corrupted[_group_rows(graph, run.group)].clone())
+    ends = {run.group: (clean[graph.sources_of(*run.group)], corrupted[graph.sources_of(*run.group)].clone())
             for run in runs if run.group is not None}                     # the interpolation's end points
     delta = corrupted.sub_(clean)                                         # [n_src, B, P, D]
     del clean

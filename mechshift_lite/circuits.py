@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .attribution import Scores
+from .scores import Scores
 from .graph import Graph
 from .model import AttentionMode, Transformer
 from .patching import Metric, Pair, patched_metrics
@@ -294,31 +294,3 @@ def faithfulness_curve(
         clean=clean,
         empty=empty,
     )
-
-
-def plot_faithfulness(curves: dict[str, FaithfulnessCurve], ax=None, log_x: bool = True):
-    """Plot faithfulness against the fraction of edges kept, one line per labelled curve.
-
-    Returns:
-        the matplotlib ``Axes``.
-    """
-    import matplotlib.pyplot as plt
-
-    if not curves:
-        raise ValueError("plot_faithfulness needs at least one curve, e.g. {'EAP-IG': curve}")
-    if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
-    for label, curve in curves.items():
-        order = sorted(range(len(curve.fractions)), key=curve.fractions.__getitem__)
-        x = [100 * curve.fractions[i] for i in order]
-        y = [curve.faithfulness[i] for i in order]
-        ax.plot(x, y, marker="o", label=f"{label} (area {curve.area:.3f})")
-    ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
-    ax.axhline(0.0, color="grey", linestyle=":", linewidth=0.8)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel("edges kept (% of all edges, counted before pruning)")
-    ax.set_ylabel("faithfulness (0 = corrupted run, 1 = clean run)")
-    ax.set_title("Circuit faithfulness against circuit size")
-    ax.legend()
-    return ax

@@ -27,42 +27,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 from .graph import Graph
+from .scores import Scores
 
 
-class ScoresLike(Protocol):
-    """What these functions need from :class:`mechshift_lite.attribution.Scores`."""
-
-    tensor: Tensor   # [n_src, n_dst]
-    graph: Graph
-
-
-def check_same_graph(a: ScoresLike, b: ScoresLike) -> None:
-    """Refuse to compare scores of graphs with different shapes."""
-    if (a.graph.n_layers, a.graph.n_heads) != (b.graph.n_layers, b.graph.n_heads):
-        raise ValueError(
-            f"cannot compare scores of a {a.graph.n_layers}x{a.graph.n_heads} graph with a "
-            f"{b.graph.n_layers}x{b.graph.n_heads} graph; compare models of the same shape"
-        )
-
-
-def _check_n(scores: ScoresLike, n: int, what: str = "n") -> None:
+def _check_n(scores: Scores, n: int, what: str = "n") -> None:
     total = scores.graph.n_edges
     if not 0 < n <= total:
         raise ValueError(f"{what} must be between 1 and the number of edges ({total}); got {n}")
 
 
-def _edge_magnitudes(scores: ScoresLike) -> Tensor:
+def _edge_magnitudes(scores: Scores) -> Tensor:
     """``[n_edges]`` |score| of the real edges, in ``graph.edge_names`` order."""
     return scores.tensor[scores.graph.edge_mask].abs().double()
 
 
-def top_edge_indices(scores: ScoresLike, n: int) -> Tensor:
+def top_edge_indices(scores: Scores, n: int) -> Tensor:
     """Indices (into ``graph.edge_names``) of the top-``n`` edges by |score|; ties broken by index."""
     _check_n(scores, n)
     mags = _edge_magnitudes(scores)
@@ -70,7 +55,7 @@ def top_edge_indices(scores: ScoresLike, n: int) -> Tensor:
     return order[:n]
 
 
-def top_edges(scores: ScoresLike, n: int) -> set[str]:
+def top_edges(scores: Scores, n: int) -> set[str]:
     """Names of the top-``n`` edges by |score| (no pruning)."""
     names = scores.graph.edge_names
     return {names[i] for i in top_edge_indices(scores, n).tolist()}
@@ -96,13 +81,13 @@ def chance_jaccard(n_total: int, size_a: int, size_b: int) -> float:
     return expected
 
 
-def edge_overlap(a: ScoresLike, b: ScoresLike, n: int) -> float:
+def edge_overlap(a: Scores, b: Scores, n: int) -> float:
     """Jaccard of the top-``n`` edge sets of two score sets."""
-    check_same_graph(a, b)
+    a.check_same_graph(b)
     return jaccard(top_edges(a, n), top_edges(b, n))
 
 
-def overlap_curve(a: ScoresLike, b: ScoresLike, ns: Sequence[int]) -> Tensor:
+def overlap_curve(a: Scores, b: Scores, ns: Sequence[int]) -> Tensor:
     """``[len(ns)]`` edge overlap for each ``n`` in ``ns``."""
     return torch.tensor([edge_overlap(a, b, n) for n in ns], dtype=torch.float64)
 
@@ -115,7 +100,7 @@ def _edge_endpoints(graph: Graph) -> tuple[Tensor, Tensor]:
     return src, graph.dst_owner[dst]
 
 
-def _component_totals(scores: ScoresLike, n: int) -> Tensor:
+def _component_totals(scores: Scores, n: int) -> Tensor:
     """``[n_src]`` ``s(v)`` indexed by source node (entry 0, ``input``, is not a component)."""
     src, owner = _edge_endpoints(scores.graph)
     top = top_edge_indices(scores, n)
@@ -125,13 +110,13 @@ def _component_totals(scores: ScoresLike, n: int) -> Tensor:
     return totals.index_add_(0, owner[top][into_component], mags[into_component])
 
 
-def component_scores(scores: ScoresLike, n: int) -> dict[str, float]:
+def component_scores(scores: Scores, n: int) -> dict[str, float]:
     """``s(v)`` of every head and MLP over the top-``n`` edges (see the module docstring)."""
     totals = _component_totals(scores, n)
     return {name: float(totals[i]) for i, name in enumerate(scores.graph.src_names) if i > 0}
 
 
-def top_components(scores: ScoresLike, n: int, k: int) -> list[str]:
+def top_components(scores: Scores, n: int, k: int) -> list[str]:
     """The ``k`` components with the highest ``s(v)`` over the top-``n`` edges (ties by graph order)."""
     totals = _component_totals(scores, n)[1:]
     if not 0 < k <= len(totals):
@@ -146,9 +131,9 @@ class ComponentOverlap:
     jaccard: float           # |A ∩ B| / |A ∪ B|
 
 
-def component_overlap(a: ScoresLike, b: ScoresLike, n: int, k: int) -> ComponentOverlap:
+def component_overlap(a: Scores, b: Scores, n: int, k: int) -> ComponentOverlap:
     """Overlap of the top-``k`` components of two score sets (both over their top-``n`` edges)."""
-    check_same_graph(a, b)
+    a.check_same_graph(b)
     top_a, top_b = set(top_components(a, n, k)), set(top_components(b, n, k))
     return ComponentOverlap(len(top_a & top_b) / k, jaccard(top_a, top_b))
 
@@ -168,7 +153,7 @@ def _edge_layers(graph: Graph, by: str) -> tuple[list[str], Tensor]:
     raise ValueError(f"by must be 'src' or 'dst'; got {by!r}")
 
 
-def layer_distribution(scores: ScoresLike, n: int | None = None, by: str = "src", weight: str = "mass") -> tuple[list[str], Tensor]:
+def layer_distribution(scores: Scores, n: int | None = None, by: str = "src", weight: str = "mass") -> tuple[list[str], Tensor]:
     """Share of attribution per layer.
 
     Args:
@@ -201,13 +186,13 @@ def early_layers(n_layers: int) -> int:
     return math.ceil(n_layers / 3)
 
 
-def early_fraction(scores: ScoresLike, n: int | None = None) -> float:
+def early_fraction(scores: Scores, n: int | None = None) -> float:
     """Share of |score| mass on edges whose source is ``input`` or in the early layers."""
     _, shares = layer_distribution(scores, n, by="src")
     return float(shares[: 1 + early_layers(scores.graph.n_layers)].sum())
 
 
-def mean_depth(scores: ScoresLike, n: int | None = None) -> float:
+def mean_depth(scores: Scores, n: int | None = None) -> float:
     """Mass-weighted mean normalised source depth (``input`` 0, layer ``l`` -> ``(l+1)/L``)."""
     _, shares = layer_distribution(scores, n, by="src")
     depth = torch.arange(len(shares), dtype=torch.float64) / scores.graph.n_layers

@@ -27,7 +27,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import diffusion, zoo
-from .attribution import Scores, attribute
+from .attribution import attribute
+from .scores import Scores
 from .model import Transformer
 from .tasks import countdown, ioi
 from .tasks.common import TaskPairs

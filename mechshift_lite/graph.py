@@ -165,6 +165,30 @@ class Graph:
     def logits_dst(self) -> int:
         return self.n_dst - 1
 
+    # ----- what one hook call of the model covers: the one place (kind, layer) meets indices -------
+    def sources_of(self, kind: str, layer: int | None) -> slice:
+        """Forward indices of the outputs one ``Hooks.node_output(kind, layer, ...)`` call carries:
+        ``input`` -> ``[0]``, a layer's heads (``"attn"``) -> its ``H`` heads, ``"mlp"`` -> one."""
+        if kind == "input":
+            return slice(0, 1)
+        if kind == "attn":
+            return slice(self.head_src(layer), self.head_src(layer) + self.n_heads)
+        if kind == "mlp":
+            return slice(self.mlp_src(layer), self.mlp_src(layer) + 1)
+        raise ValueError(f"a source kind is 'input', 'attn' or 'mlp'; got {kind!r}")
+
+    def destinations_of(self, kind: str, layer: int | None) -> tuple[int, slice]:
+        """``(prev, columns)`` of one ``Hooks.dest_input(kind, layer, ...)`` call: its upstream
+        sources are the first ``prev`` forward indices, and it covers the score columns ``columns``
+        (the ``3H`` q/k/v copies of a layer's heads, one MLP input, or ``logits``)."""
+        if kind == "attn":
+            return self.head_src(layer), self.attn_dsts(layer)
+        if kind == "mlp":
+            return self.mlp_src(layer), slice(self.mlp_dst(layer), self.mlp_dst(layer) + 1)
+        if kind == "logits":
+            return self.n_src, slice(self.logits_dst, self.logits_dst + 1)
+        raise ValueError(f"a destination kind is 'attn', 'mlp' or 'logits'; got {kind!r}")
+
     @cached_property
     def dst_owner(self) -> torch.Tensor:
         """``[n_dst]`` long: forward index of the node each destination feeds (``a1.h2<k>`` -> ``a1.h2``'s

@@ -180,16 +180,6 @@ def node_outputs(model: Transformer, pair: Pair, which: str) -> Tensor:
 
 
 # ----- patched runs ---------------------------------------------------------------------------------
-def destination_block(graph: Graph, kind: str, layer: int | None) -> tuple[int, slice]:
-    """``(prev, columns)`` of a destination call: its upstream sources are the first ``prev``
-    forward indices, and it covers the score columns ``columns`` (``3H`` for a layer's heads)."""
-    if kind == "attn":
-        return graph.head_src(layer), graph.attn_dsts(layer)
-    if kind == "mlp":
-        return graph.mlp_src(layer), slice(graph.mlp_dst(layer), graph.mlp_dst(layer) + 1)
-    return graph.n_src, slice(graph.logits_dst, graph.logits_dst + 1)
-
-
 class EdgePatcher(OutputRecorder):
     """Applies the patching rule of the module docstring.
 
@@ -205,7 +195,7 @@ class EdgePatcher(OutputRecorder):
         self.graph, self.corrupted, self.absent = graph, corrupted, absent
 
     def dest_input(self, kind: str, layer: int | None, x: Tensor) -> Tensor:
-        prev, columns = destination_block(self.graph, kind, layer)
+        prev, columns = self.graph.destinations_of(kind, layer)
         absent = self.absent[:, :prev, columns]                                 # [B, prev, c]
         # Only the examples and sources with an absent edge here need work (few, in exact patching).
         rows = absent.any(dim=2).any(dim=1).nonzero()[:, 0]

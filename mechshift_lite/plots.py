@@ -12,8 +12,8 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .attribution import Scores
-from .circuits import Circuit
+from .scores import Scores
+from .circuits import Circuit, FaithfulnessCurve
 from .graph import Graph, parse_destination, parse_source
 from .viz import ARM_COLOR, CONTROL_COLOR, MDM_COLOR
 
@@ -323,4 +323,30 @@ def draw_circuit(circuit: Circuit, scores: Scores, ax: Axes | None = None) -> Ax
     ax.set_ylabel("head / MLP")
     ax.set_title(f"A circuit of {circuit.n_edges} edges and {len(circuit.nodes)} nodes (line width ∝ |score|)")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def plot_faithfulness(curves: dict[str, FaithfulnessCurve], ax=None, log_x: bool = True):
+    """Plot faithfulness against the fraction of edges kept, one line per labelled curve.
+
+    Returns:
+        the matplotlib ``Axes``.
+    """
+    if not curves:
+        raise ValueError("plot_faithfulness needs at least one curve, e.g. {'EAP-IG': curve}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    for label, curve in curves.items():
+        order = sorted(range(len(curve.fractions)), key=curve.fractions.__getitem__)
+        x = [100 * curve.fractions[i] for i in order]
+        y = [curve.faithfulness[i] for i in order]
+        ax.plot(x, y, marker="o", label=f"{label} (area {curve.area:.3f})")
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    ax.axhline(0.0, color="grey", linestyle=":", linewidth=0.8)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("edges kept (% of all edges, counted before pruning)")
+    ax.set_ylabel("faithfulness (0 = corrupted run, 1 = clean run)")
+    ax.set_title("Circuit faithfulness against circuit size")
+    ax.legend()
     return ax

@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import __version__, ablation, compare, neurons, zoo
-from .attribution import Scores
+from .scores import Scores
 from .experiment import KINDS, TASKS, ExperimentConfig, TaskData, collect, combine, correct, model_inputs, model_key, trajectory_steps, zoo_seeds
 from .graph import Graph
 from .lens import component_lens, winners

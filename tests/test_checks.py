@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 import torch
 
-from mechshift_lite import checks
+from mechshift_lite.teaching import checks
 
 
 def residual_solution(model, run):

@@ -1,21 +1,20 @@
 """Overlap metrics and layer distributions, on hand-built score matrices with known answers."""
 
 import random
-from dataclasses import dataclass
 
 import pytest
 import torch
 
 from mechshift_lite import compare
 from mechshift_lite.graph import Graph
+from mechshift_lite.scores import Scores
 
 GRAPH = Graph(n_layers=3, n_heads=2)
 
 
-@dataclass
-class FakeScores:
-    tensor: torch.Tensor
-    graph: Graph = GRAPH
+def FakeScores(tensor: torch.Tensor, graph: Graph = GRAPH) -> Scores:
+    """Hand-built scores (no model behind them)."""
+    return Scores(tensor, graph, method="hand-built", n_examples=1)
 
 
 def scores_with(edges: dict[str, float], graph: Graph = GRAPH) -> FakeScores:

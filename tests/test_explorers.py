@@ -7,8 +7,9 @@ matplotlib.use("Agg")
 import pytest
 import torch
 
-from mechshift_lite import compare, diffusion, explorers, neurons, zoo
-from mechshift_lite.attribution import Scores
+from mechshift_lite import compare, diffusion, neurons, zoo
+from mechshift_lite.teaching import explorers
+from mechshift_lite.scores import Scores
 from mechshift_lite.experiment import model_inputs, task_pairs
 from mechshift_lite.graph import Graph
 

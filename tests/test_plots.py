@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from mechshift_lite import plots  # noqa: E402
-from mechshift_lite.attribution import Scores  # noqa: E402
+from mechshift_lite.scores import Scores  # noqa: E402
 from mechshift_lite.circuits import top_n  # noqa: E402
 from mechshift_lite.graph import Graph  # noqa: E402
 

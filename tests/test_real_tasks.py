@@ -7,6 +7,7 @@ from transformers import PreTrainedTokenizerFast
 
 import mechshift_lite as ml
 from mechshift_lite import real_tasks as rt
+from mechshift_lite.teaching import standins
 from mechshift_lite.tasks import build_tokenizer, countdown, ioi
 
 N = 24
@@ -27,7 +28,7 @@ def train(bpe: Tokenizer, vocab_size: int, specials: list[str]) -> Tokenizer:
 @pytest.fixture(scope="module")
 def gpt2_like():
     """The book's stand-in: byte-level BPE, digits split (as Qwen), names not in the corpus split."""
-    return rt.tiny_tokenizer()
+    return standins.tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -186,9 +187,9 @@ def test_mdm_view_puts_masks_after_each_prompt(gpt2_like):
 
 
 # ----- stand-in models ------------------------------------------------------------------------------
-@pytest.mark.parametrize("arch", rt.TINY_ARCHITECTURES)
+@pytest.mark.parametrize("arch", standins.TINY_ARCHITECTURES)
 def test_tiny_models_are_seeded_and_load(arch):
-    a, b, other = rt.tiny_hf_model(arch, 50, seed=1), rt.tiny_hf_model(arch, 50, seed=1), rt.tiny_hf_model(arch, 50, seed=2)
+    a, b, other = standins.tiny_hf_model(arch, 50, seed=1), standins.tiny_hf_model(arch, 50, seed=1), standins.tiny_hf_model(arch, 50, seed=2)
     weights = lambda m: torch.cat([p.flatten() for p in m.parameters()])
     assert torch.equal(weights(a), weights(b)) and not torch.equal(weights(a), weights(other))
     model = ml.from_hf(a)
@@ -197,7 +198,7 @@ def test_tiny_models_are_seeded_and_load(arch):
 
 
 def test_attribution_on_real_tokenizer_pairs_does_not_depend_on_batching(gpt2_like):
-    model = ml.from_hf(rt.tiny_hf_model("qwen2", len(gpt2_like), seed=0))
+    model = ml.from_hf(standins.tiny_hf_model("qwen2", len(gpt2_like), seed=0))
     pairs = rt.ioi_pairs(gpt2_like, 6, seed=4)
     args = (model, pairs.clean_ids, pairs.corrupted_ids, pairs.metric())
     whole = ml.attribute(*args, method="EAP", attention_mask=pairs.attention_mask)

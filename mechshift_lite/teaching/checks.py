@@ -12,9 +12,9 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from .config import ModelConfig
-from .model import NodeRun, Transformer
-from .tasks import build_tokenizer, countdown
+from ..config import ModelConfig
+from ..model import NodeRun, Transformer
+from ..tasks import build_tokenizer, countdown
 
 
 def compare(name: str, got: Tensor, expected: Tensor, atol: float = 1e-5) -> None:
@@ -132,10 +132,11 @@ def readout_position(fn: Callable[[Tensor], Tensor]) -> None:
 def single_token_names(fn: Callable) -> None:
     """Check ``fn(tokenizer, names) -> {name: token id}``: the names a byte-level BPE tokenizer
     (GPT-2's scheme) writes as one token after a space (``" Mary"``), with that token's id."""
-    from . import real_tasks
-    from .tasks import ioi
+    from .. import real_tasks
+    from . import standins
+    from ..tasks import ioi
 
-    tokenizer = real_tasks.tiny_tokenizer()
+    tokenizer = standins.tiny_tokenizer()
     for names in (ioi.NAMES, ioi.NAMES[8:]):
         got, expected = fn(tokenizer, names), real_tasks.single_token_names(tokenizer, names)
         if not isinstance(got, dict):
@@ -155,9 +156,9 @@ def single_token_names(fn: Callable) -> None:
 def top_edges_jaccard(fn: Callable[[Tensor, Tensor, int], float]) -> None:
     """Check ``fn(a [n_edges], b [n_edges], n) -> float``: the Jaccard index of the top-``n`` edges
     of two score vectors, ranked by ``|score|``."""
-    from .attribution import Scores
-    from .compare import edge_overlap
-    from .graph import Graph
+    from ..scores import Scores
+    from ..compare import edge_overlap
+    from ..graph import Graph
 
     graph = Graph(2, 3)
     g = torch.Generator().manual_seed(10)
@@ -181,7 +182,7 @@ def top_edges_jaccard(fn: Callable[[Tensor, Tensor, int], float]) -> None:
 
 def chance_jaccard(fn: Callable[[int, int, int], float]) -> None:
     """Check ``fn(n_total, a, b)``: the expected Jaccard of two random subsets of sizes a and b."""
-    from .compare import chance_jaccard as reference
+    from ..compare import chance_jaccard as reference
 
     for case in ((10, 3, 3), (50, 5, 20), (30, 30, 12), (479, 24, 24), (6, 0, 2)):
         got, expected = float(fn(*case)), reference(*case)
@@ -220,7 +221,7 @@ def lens_projection(fn: Callable[[Tensor, Tensor, Tensor, Tensor, float], Tensor
 
 def selectivity(fn: Callable[[Tensor], Tensor]) -> None:
     """Check ``fn(profile [categories, neurons]) -> [neurons]`` (NaN for never-positive neurons)."""
-    from .neurons import selectivity as reference
+    from ..neurons import selectivity as reference
 
     profile = torch.tensor([[2.0, 1.0, 0.0, -1.0, 0.3], [0.0, 1.0, 0.0, -1.0, 0.9], [0.0, 1.0, 0.0, -2.0, -0.5]])
     got, expected = fn(profile), reference(profile)
@@ -235,7 +236,7 @@ def selectivity(fn: Callable[[Tensor], Tensor]) -> None:
 
 def random_control(fn: Callable) -> None:
     """Check ``fn(graph, k, seed, exclude) -> list[str]``: distinct heads/MLPs, seeded, never excluded ones."""
-    from .graph import Graph
+    from ..graph import Graph
 
     graph = Graph(4, 4)
     components = set(graph.src_names[1:])
@@ -265,7 +266,7 @@ def _as_number(name: str, got) -> float:
 def _eap_inputs_of_one_edge(src: str, dst: str) -> tuple[Tensor, Tensor, float]:
     """``(delta, grad, score)`` of one edge of a tiny model: the real ``[B, P, D]`` delta and
     per-example metric gradient, and the edge's EAP score from :func:`~mechshift_lite.attribution.attribute`."""
-    from .attribution import attribute
+    from ..attribution import attribute
 
     model = _small_models()[0]
     g = torch.Generator().manual_seed(4)
@@ -351,8 +352,8 @@ def _prune_cases() -> list[tuple[set[str], str]]:
 def prune_edges(fn: Callable[[set[str]], set[str]]) -> None:
     """Check ``fn(edges) -> edges``: pruning a set of edge names to its fixed point (a node stays
     iff it has an edge in and an edge out; ``input`` needs no edge in; ``logits`` stays)."""
-    from .circuits import Circuit, prune
-    from .graph import Graph
+    from ..circuits import Circuit, prune
+    from ..graph import Graph
 
     graph = Graph(3, 2)
     for edges, why in _prune_cases():
@@ -405,7 +406,7 @@ def shift_logits(fn: Callable[[Tensor], Tensor]) -> None:
 
 def _mdm_loss_cases() -> list[tuple[str, Tensor, Tensor, Tensor, Tensor, int]]:
     """``(what, logits, x0, x_t, t, mask_id)``: rows with different prompt lengths, mask rates and masked counts."""
-    from .diffusion import answer_region
+    from ..diffusion import answer_region
 
     g = torch.Generator().manual_seed(21)
     cases = []
@@ -427,7 +428,7 @@ def _mdm_loss_cases() -> list[tuple[str, Tensor, Tensor, Tensor, Tensor, int]]:
 def mdm_loss(fn: Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]) -> None:
     """Check ``fn(logits [B, P, V], x0 [B, P], x_t [B, P], t [B], mask_id) -> scalar``: DiffuLLaMA's
     loss, ``sum 1[x_t[b, i+1] masked] CE(logits[b, i], x0[b, i+1]) / t[b]`` over the number of masked slots."""
-    from .diffusion import mdm_loss as reference
+    from ..diffusion import mdm_loss as reference
 
     for what, logits, x0, x_t, t, mask_id in _mdm_loss_cases():
         expected = float(reference(logits, x0, x_t, t, mask_id))

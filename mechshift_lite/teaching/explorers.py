@@ -14,14 +14,14 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from . import compare, neurons
-from .attribution import Scores
-from .diffusion import Sample
-from .experiment import model_inputs
-from .model import Transformer
-from .tasks.common import TaskPairs
-from .tokenizer import Tokenizer
-from .viz import ARM_COLOR, MDM_COLOR
+from .. import compare, neurons
+from ..scores import Scores
+from ..diffusion import Sample
+from ..experiment import model_inputs
+from ..model import Transformer
+from ..tasks.common import TaskPairs
+from ..tokenizer import Tokenizer
+from ..viz import ARM_COLOR, MDM_COLOR
 
 
 def overlap_explorer(scores: Mapping[str, Scores]) -> widgets.interactive:
