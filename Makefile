@@ -1,6 +1,7 @@
 # mechshift-lite: build the book, run the tests.
 #   make book        create .venv if needed, install, build _build/html (runs changed chapters)
 #   make test        unit tests, then the strict book build that executes every chapter (what CI runs)
+#   make test-min    the unit tests again, on the lowest versions pyproject.toml declares (CI runs it too)
 #   make notebooks   output-free .ipynb chapters and exercise versions under _build/notebooks/
 #   make check-site  open every built page in headless Chromium; screenshots in _build/screenshots/
 #   make clean       remove _build/ (keeps .venv)
@@ -29,7 +30,11 @@ export MECHSHIFT_CV_MODE := page
 # The report's cache (keyed by zoo checksums, code and config) lives with the build outputs.
 export MECHSHIFT_CACHE := $(CURDIR)/_build/.mechshift-cache
 
-.PHONY: book test notebooks check-site clean
+# The lowest declared versions (constraints-min.txt), for the unit tests only.
+MIN_VENV := .venv-min
+MIN_STAMP := $(MIN_VENV)/.mechshift-installed
+
+.PHONY: book test test-min notebooks check-site clean
 
 # Reinstall only when the requirements change.
 $(STAMP): pyproject.toml requirements-book.txt constraints-book.txt Makefile
@@ -37,6 +42,12 @@ $(STAMP): pyproject.toml requirements-book.txt constraints-book.txt Makefile
 	$(PIP) install $(TORCH_PIP_ARGS)
 	$(PIP) install -c constraints-book.txt -r requirements-book.txt -e .
 	$(PIP) check
+	touch $@
+
+$(MIN_STAMP): pyproject.toml constraints-min.txt Makefile
+	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip --quiet --disable-pip-version-check install -c constraints-min.txt -e '.[test]'
+	$(MIN_VENV)/bin/python -m pip check
 	touch $@
 
 book: $(STAMP)
@@ -57,6 +68,11 @@ test: $(STAMP)
 	fi; \
 	if [ $$status -ne 0 ]; then echo "Book build failed (exit $$status): see the warnings above."; exit $$status; fi
 	$(BIN)/python scripts/check_execution_times.py $(BUILD_LOG)
+
+# Tests that need the book's tooling (jupytext, Sphinx) skip themselves here.
+test-min: $(MIN_STAMP)
+	$(MIN_VENV)/bin/python -c 'import numpy, torch, transformers; print("lowest versions: torch", torch.__version__, "transformers", transformers.__version__, "numpy", numpy.__version__)'
+	$(MIN_VENV)/bin/python -m pytest -q
 
 notebooks: $(STAMP)
 	rm -rf _build/notebooks

@@ -4,9 +4,12 @@ The residual stream is a plain sum of node outputs (pre-norm blocks)::
 
     resid_final = W_E[tokens] (+ W_pos)  +  sum over layers ( sum_h head_h + b_O  +  mlp )
 
-Every node output and every destination input (see :mod:`mechshift_lite.graph` for the names)
-passes through a :class:`Hooks` object when one is given, so attribution and patching need no
-monkey-patching. Without hooks the forward takes the fast path and never forms per-head copies.
+This module is the plain forward pass, nothing else: a block is two lines. The instrumented
+pass that attribution and patching use (every node output and every destination input through a
+:class:`~mechshift_lite.hooked.Hooks` object, one private residual copy per head input) lives in
+:mod:`mechshift_lite.hooked`; ``model(ids, hooks=...)`` and :meth:`Transformer.run_with_nodes`
+hand over to it. Both passes use the same :class:`Attention` methods, so they compute the same
+function.
 
 Shapes: ``B`` batch, ``P`` positions, ``D`` d_model, ``H`` query heads, ``G`` key/value heads,
 ``K`` d_head, ``M`` d_mlp, ``V`` vocabulary.
@@ -15,50 +18,21 @@ Shapes: ``B`` batch, ``P`` positions, ``D`` d_model, ``H`` query heads, ``G`` ke
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import hooked
 from .config import ModelConfig
-from .graph import Graph, parse_destination
-from .norm_copies import CopiesNorm, is_expanded
+from .graph import Graph
+from .hooked import Hooks, NodeRun
+from .norm_copies import CopiesNorm
 
 AttentionMode = Literal["causal", "bidirectional"]
 AttentionSpec = Union[AttentionMode, Tensor]   # a mode name or an explicit bool mask
 ATTENTION_MODES: tuple[str, ...] = ("causal", "bidirectional")
-
-
-class Hooks:
-    """Callbacks of the forward pass. The base class changes nothing; subclasses override.
-
-    Each method receives a tensor and returns the tensor the forward pass continues with (the
-    same one, a replacement, or the same one with a gradient hook registered on it).
-    """
-
-    def node_output(self, kind: str, layer: int | None, out: Tensor) -> Tensor:
-        """A source's output before it is added to the residual stream.
-
-        ``kind="input"``: ``[B, P, D]`` token embedding (``layer`` is None);
-        ``kind="attn"``: ``[B, P, H, D]`` every head's output of ``layer`` (without ``b_O``);
-        ``kind="mlp"``: ``[B, P, D]``.
-        """
-        return out
-
-    def dest_input(self, kind: str, layer: int | None, x: Tensor) -> Tensor:
-        """A destination's input, read from the residual stream.
-
-        ``kind="attn"``: ``[B, P, 3, H, D]``, the q/k/v copies of every head of ``layer``;
-        ``kind="mlp"``: ``[B, P, D]`` the MLP's input; ``kind="logits"``: ``[B, P, D]`` the
-        final residual stream (``layer`` is None). Changing a copy changes only that destination.
-        """
-        return x
-
-    def attention_pattern(self, layer: int, pattern: Tensor) -> Tensor:
-        """The attention probabilities ``[B, H, P_query, P_key]`` of ``layer``."""
-        return pattern
 
 
 class Norm(nn.Module):
@@ -72,19 +46,19 @@ class Norm(nn.Module):
         self.b = None if self.rms else nn.Parameter(torch.zeros(cfg.d_model))
 
     def forward(self, x: Tensor) -> Tensor:
-        """``[..., D] -> [..., D]``; statistics in (at least) float32, as HuggingFace does.
-
-        Identical copies (the per-head q/k/v inputs) take :class:`CopiesNorm`: same values,
-        statistics computed once.
-        """
-        if is_expanded(x):
-            return CopiesNorm.apply(x, self.w, self.b, self.eps)
+        """``[..., D] -> [..., D]``; statistics in (at least) float32, as HuggingFace does."""
         x32 = x.to(torch.promote_types(x.dtype, torch.float32))
         if self.rms:
             x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
             return self.w * x32.to(x.dtype)
         x32 = (x32 - x32.mean(-1, keepdim=True)) * torch.rsqrt(x32.var(-1, unbiased=False, keepdim=True) + self.eps)
         return (x32 * self.w.to(x32.dtype) + self.b.to(x32.dtype)).to(x.dtype)
+
+    def of_copies(self, copies: Tensor) -> Tensor:
+        """The same function of identical copies of one tensor (an ``expand``-ed view, e.g. the
+        per-head q/k/v inputs ``[B, P, 3, H, D]``): statistics computed once, a gradient per copy
+        (:class:`~mechshift_lite.norm_copies.CopiesNorm`)."""
+        return CopiesNorm.apply(copies, self.w, self.b, self.eps)
 
 
 def rotary_tables(n_pos: int, d_head: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -129,53 +103,43 @@ class Attention(nn.Module):
     def group_size(self) -> int:
         return self.cfg.n_heads // self.cfg.kv_heads
 
-    def _project(self, x: Tensor, W: Tensor, b: Tensor | None, per_head: bool) -> Tensor:
-        """``x [B, P, D]`` (shared) or ``[B, P, H, D]`` (one copy per head) -> ``[B, P, heads, K]``."""
-        if per_head:
+    def project(self, x: Tensor, W: Tensor, b: Tensor | None) -> Tensor:
+        """``x [B, P, D]`` (shared by all heads) or ``[B, P, H, D]`` (one copy per query head)
+        -> ``[B, P, H, K]``; key/value heads are repeated over their query group."""
+        if x.dim() == 4:
             if W.shape[0] != x.shape[2]:  # grouped-query: every query head uses its group's weights
                 W = W.repeat_interleave(self.group_size, dim=0)
                 b = None if b is None else b.repeat_interleave(self.group_size, dim=0)
             out = torch.einsum("bphd,hdk->bphk", x, W)
-        else:
-            out = torch.einsum("bpd,hdk->bphk", x, W)
-        return out if b is None else out + b
+            return out if b is None else out + b
+        out = torch.einsum("bpd,hdk->bphk", x, W)
+        out = out if b is None else out + b
+        return out if W.shape[0] == self.cfg.n_heads else out.repeat_interleave(self.group_size, dim=2)
 
-    def forward(
-        self, x: Tensor, attn_bias: Tensor, rotary: tuple[Tensor, Tensor] | None, hooks: Hooks | None = None, layer: int = 0
+    def attend(
+        self, q: Tensor, k: Tensor, v: Tensor, attn_bias: Tensor, rotary: tuple[Tensor, Tensor] | None,
+        on_pattern: Callable[[Tensor], Tensor] | None = None,
     ) -> Tensor:
-        """Attention of one layer.
+        """Each head's mix of values ``z [B, P, H, K]`` from ``q, k, v [B, P, H, K]``.
 
-        Args:
-            x: normalised input, ``[B, P, D]`` (fast path) or ``[B, P, 3, H, D]`` (q/k/v copies
-                of every head, when hooks are given).
-            attn_bias: additive mask ``[B, 1, P, P]`` (0 where a query may see a key).
-            rotary: cos/sin tables for the llama family, else None.
-            hooks: when given, ``x`` holds per-head copies, every head's output is returned
-                and ``hooks.attention_pattern`` sees the pattern.
-
-        Returns:
-            ``[B, P, H, D]`` head outputs with hooks, else ``[B, P, D]``; without ``b_O``.
+        ``attn_bias [B, 1, P, P]`` is added to the scores (0 where a query may see a key);
+        ``on_pattern`` sees (and may replace) the probabilities ``[B, H, P_query, P_key]``.
         """
-        per_head = hooks is not None
-        if per_head:
-            xq, xk, xv = x.unbind(2)   # unbind: one backward op instead of three zero-filled slices
-            q = self._project(xq, self.W_Q, self.b_Q, True)
-            k = self._project(xk, self.W_K, self.b_K, True)
-            v = self._project(xv, self.W_V, self.b_V, True)
-        else:
-            q = self._project(x, self.W_Q, self.b_Q, False)
-            k = self._project(x, self.W_K, self.b_K, False).repeat_interleave(self.group_size, dim=2)
-            v = self._project(x, self.W_V, self.b_V, False).repeat_interleave(self.group_size, dim=2)
         if rotary is not None:
             q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         scores = torch.einsum("bqhk,bshk->bhqs", q, k) / math.sqrt(self.cfg.d_head) + attn_bias
-        pattern = scores.to(torch.promote_types(scores.dtype, torch.float32)).softmax(dim=-1).to(q.dtype)  # [B, H, Pq, Pk]
-        if per_head:
-            pattern = hooks.attention_pattern(layer, pattern)
-        z = torch.einsum("bhqs,bshk->bqhk", pattern, v)               # [B, P, H, K]
-        if per_head:
-            return torch.einsum("bqhk,hkd->bqhd", z, self.W_O)
-        return torch.einsum("bqhk,hkd->bqd", z, self.W_O)
+        pattern = scores.to(torch.promote_types(scores.dtype, torch.float32)).softmax(dim=-1).to(q.dtype)
+        if on_pattern is not None:
+            pattern = on_pattern(pattern)
+        return torch.einsum("bhqs,bshk->bqhk", pattern, v)
+
+    def forward(self, x: Tensor, attn_bias: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        """``[B, P, D]`` normalised input -> ``[B, P, D]``, the sum of the heads plus ``b_O``."""
+        q = self.project(x, self.W_Q, self.b_Q)
+        k = self.project(x, self.W_K, self.b_K)
+        v = self.project(x, self.W_V, self.b_V)
+        out = torch.einsum("bqhk,hkd->bqd", self.attend(q, k, v, attn_bias, rotary), self.W_O)
+        return out if self.b_O is None else out + self.b_O
 
 
 class MLP(nn.Module):
@@ -224,24 +188,10 @@ class Block(nn.Module):
         self.ln1, self.attn = Norm(cfg), Attention(cfg)
         self.ln2, self.mlp = Norm(cfg), MLP(cfg)
 
-    def forward(self, resid: Tensor, layer: int, attn_bias: Tensor, rotary, hooks: Hooks | None) -> Tensor:
-        """``[B, P, D] -> [B, P, D]``, calling ``hooks`` at this layer's nodes if given."""
-        if hooks is None:
-            attn_out = self.attn(self.ln1(resid), attn_bias, rotary)
-        else:
-            H = self.attn.cfg.n_heads
-            copies = resid[:, :, None, None, :].expand(-1, -1, 3, H, -1)   # [B, P, 3, H, D]
-            copies = hooks.dest_input("attn", layer, copies)
-            heads = self.attn(self.ln1(copies), attn_bias, rotary, hooks, layer)
-            attn_out = hooks.node_output("attn", layer, heads).sum(dim=2)
-        if self.attn.b_O is not None:
-            attn_out = attn_out + self.attn.b_O
-        resid = resid + attn_out
-        mlp_in = resid if hooks is None else hooks.dest_input("mlp", layer, resid)
-        mlp_out = self.mlp(self.ln2(mlp_in))
-        if hooks is not None:
-            mlp_out = hooks.node_output("mlp", layer, mlp_out)
-        return resid + mlp_out
+    def forward(self, resid: Tensor, attn_bias: Tensor, rotary: tuple[Tensor, Tensor] | None) -> Tensor:
+        """``[B, P, D] -> [B, P, D]``."""
+        resid = resid + self.attn(self.ln1(resid), attn_bias, rotary)
+        return resid + self.mlp(self.ln2(resid))
 
 
 class Transformer(nn.Module):
@@ -327,6 +277,12 @@ class Transformer(nn.Module):
         bias = torch.zeros(B, P, P, dtype=dtype, device=device)
         return bias.masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
 
+    def rotary(self, n_pos: int, device: torch.device) -> tuple[Tensor, Tensor] | None:
+        """The cos/sin tables of rotary positions (llama family), else None."""
+        if self.cfg.family != "llama":
+            return None
+        return rotary_tables(n_pos, self.cfg.d_head, self.cfg.rope_theta, device)
+
     # ----- forward ----------------------------------------------------------------------------
     def forward(
         self,
@@ -341,26 +297,25 @@ class Transformer(nn.Module):
         Args:
             attention_mask: ``[B, P]``, 1 = real token, 0 = padding (right padding).
             attention: override the model's attention mode for this call (see :meth:`attention_bias`).
-            hooks: a :class:`Hooks` object called at every node output and destination input.
+            hooks: a :class:`~mechshift_lite.hooked.Hooks` object called at every node output and
+                destination input (the instrumented pass of :mod:`mechshift_lite.hooked`).
         """
         self._check_inputs(input_ids, attention_mask)
-        P = input_ids.shape[1]
         attn_bias = self.attention_bias(input_ids, attention_mask, attention)
-        rotary = None
-        if self.cfg.family == "llama":
-            rotary = rotary_tables(P, self.cfg.d_head, self.cfg.rope_theta, input_ids.device)
-        embed = self.W_E[input_ids]
+        rotary = self.rotary(input_ids.shape[1], input_ids.device)
         if hooks is not None:
-            embed = hooks.node_output("input", None, embed)
-        resid = embed if self.W_pos is None else embed + self.W_pos[:P]
-        for layer, block in enumerate(self.blocks):
-            if resid.device != block.ln1.w.device:  # layers spread over several GPUs
-                resid, attn_bias, rotary = _move(block.ln1.w.device, resid, attn_bias, rotary)
-            resid = block(resid, layer, attn_bias, rotary, hooks)
-        resid = resid.to(self.ln_final.w.device)
-        if hooks is not None:
-            resid = hooks.dest_input("logits", None, resid)
-        return self.ln_final(resid) @ self.unembed
+            return hooked.forward(self, input_ids, attn_bias, rotary, hooks)
+        resid = self.embed(input_ids)
+        for block in self.blocks:
+            resid, attn_bias, rotary = on_device_of(block, resid, attn_bias, rotary)
+            resid = block(resid, attn_bias, rotary)
+        return self.ln_final(resid.to(self.ln_final.w.device)) @ self.unembed
+
+    def embed(self, input_ids: Tensor, token_embedding: Tensor | None = None) -> Tensor:
+        """The residual stream before the first block: ``W_E[ids]`` (or the given
+        ``token_embedding [B, P, D]``) plus learned positions for the gpt2 family."""
+        embed = self.W_E[input_ids] if token_embedding is None else token_embedding
+        return embed if self.W_pos is None else embed + self.W_pos[: input_ids.shape[1]]
 
     def run_with_nodes(
         self,
@@ -369,7 +324,7 @@ class Transformer(nn.Module):
         *,
         attention: AttentionSpec | None = None,
         overrides: dict[str, Tensor] | None = None,
-    ) -> "NodeRun":
+    ) -> NodeRun:
         """Forward that records every node's output and destination input, by name.
 
         Args:
@@ -377,17 +332,21 @@ class Transformer(nn.Module):
                 input, e.g. ``{"a1.h0<q>": x, "m0": y, "logits": z}``. Only that destination sees it.
 
         Returns:
-            a :class:`NodeRun` with ``logits``, ``outputs`` (source name -> ``[B, P, D]``),
-            ``inputs`` (destination name -> ``[B, P, D]``, after overrides) and ``patterns``
-            (layer -> attention probabilities ``[B, H, P, P]``).
+            a :class:`~mechshift_lite.hooked.NodeRun` with ``logits``, ``outputs`` (source name ->
+            ``[B, P, D]``), ``inputs`` (destination name -> ``[B, P, D]``, after overrides) and
+            ``patterns`` (layer -> attention probabilities ``[B, H, P, P]``).
         """
-        recorder = NodeRecorder(self.graph, overrides or {}, input_ids.shape, self.cfg.d_model)
+        recorder = hooked.NodeRecorder(self.graph, overrides or {}, input_ids.shape, self.cfg.d_model)
         logits = self(input_ids, attention_mask, attention=attention, hooks=recorder)
         return NodeRun(logits, recorder.outputs, recorder.inputs, recorder.patterns)
 
 
-def _move(device: torch.device, resid: Tensor, attn_bias: Tensor, rotary):
-    """Move the residual stream, the mask and the rotary tables to ``device``."""
+def on_device_of(block: nn.Module, resid: Tensor, attn_bias: Tensor, rotary):
+    """The residual stream, the mask and the rotary tables on ``block``'s device (layers can be
+    spread over several GPUs); unchanged when they are there already."""
+    device = block.ln1.w.device
+    if resid.device == device:
+        return resid, attn_bias, rotary
     rotary = None if rotary is None else tuple(t.to(device) for t in rotary)
     return resid.to(device), attn_bias.to(device), rotary
 
@@ -398,56 +357,3 @@ def _check_mode(mode: str) -> AttentionMode:
             f"attention must be one of {ATTENTION_MODES} or a bool mask tensor; got {mode!r}"
         )
     return mode  # type: ignore[return-value]
-
-
-@dataclass
-class NodeRun:
-    """What :meth:`Transformer.run_with_nodes` returns."""
-
-    logits: Tensor
-    outputs: dict[str, Tensor] = field(default_factory=dict)
-    inputs: dict[str, Tensor] = field(default_factory=dict)
-    patterns: dict[int, Tensor] = field(default_factory=dict)
-
-
-class NodeRecorder(Hooks):
-    """Records node outputs and destination inputs by name, and applies named overrides."""
-
-    def __init__(self, graph: Graph, overrides: dict[str, Tensor], shape: torch.Size, d_model: int):
-        self.graph = graph
-        self.outputs: dict[str, Tensor] = {}
-        self.inputs: dict[str, Tensor] = {}
-        self.patterns: dict[int, Tensor] = {}
-        self.overrides: dict[tuple, Tensor] = {}
-        for name, value in overrides.items():
-            kind, layer, head, qkv = parse_destination(name, graph)
-            if tuple(value.shape) != (*shape, d_model):
-                raise ValueError(f"override for {name!r} must have shape {(*shape, d_model)}; got {tuple(value.shape)}")
-            self.overrides[(kind, layer, head, qkv)] = value
-
-    def node_output(self, kind: str, layer: int | None, out: Tensor) -> Tensor:
-        if kind == "attn":
-            for h in range(out.shape[2]):
-                self.outputs[f"a{layer}.h{h}"] = out[:, :, h]
-        else:
-            self.outputs["input" if kind == "input" else f"m{layer}"] = out
-        return out
-
-    def attention_pattern(self, layer: int, pattern: Tensor) -> Tensor:
-        self.patterns[layer] = pattern
-        return pattern
-
-    def dest_input(self, kind: str, layer: int | None, x: Tensor) -> Tensor:
-        if kind == "attn":
-            mine = {key: v for key, v in self.overrides.items() if key[0] == "attn" and key[1] == layer}
-            if mine:
-                x = x.clone()
-                for (_, _, head, qkv), value in mine.items():
-                    x[:, :, qkv, head] = value
-            for qkv, letter in enumerate("qkv"):
-                for h in range(x.shape[3]):
-                    self.inputs[f"a{layer}.h{h}<{letter}>"] = x[:, :, qkv, h]
-            return x
-        x = self.overrides.get((kind, layer, None, None), x)
-        self.inputs["logits" if kind == "logits" else f"m{layer}"] = x
-        return x

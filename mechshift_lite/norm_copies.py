@@ -4,19 +4,15 @@ Attribution gives every attention head its own q, k and v copy of the residual s
 (``[B, P, 3, H, D]``, an expanded view of ``[B, P, D]``), so that the gradient reaching each copy
 can be read separately. Normalising 3H copies the plain way repeats the same statistics 3H times
 and dominated the cost of EAP-IG. This function computes the statistics once and still returns
-a separate gradient for every copy. :class:`mechshift_lite.model.Norm` uses it only for expanded
-inputs; the tests check it against normalising materialised copies.
+a separate gradient for every copy. The instrumented pass (:mod:`mechshift_lite.hooked`) calls it,
+through :meth:`mechshift_lite.model.Norm.of_copies`, on the copies no hook replaced; the tests
+check it against normalising materialised copies.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-
-
-def is_expanded(x: Tensor) -> bool:
-    """True when some leading dimension of ``x`` repeats one slice (stride 0, size > 1)."""
-    return any(st == 0 and n > 1 for st, n in zip(x.stride()[:-1], x.shape[:-1]))
 
 
 class CopiesNorm(torch.autograd.Function):

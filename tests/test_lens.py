@@ -51,3 +51,27 @@ def test_rank_entropy_and_winners_on_a_hand_built_lens(model):
 def test_readout_positions_must_match_batch(model):
     with pytest.raises(ValueError, match="readout_pos must have shape"):
         component_lens(model, torch.zeros(2, 4, dtype=torch.long), torch.tensor([1]))
+
+
+@pytest.mark.parametrize("only", ["a0.h1", "a1.h3", "m0", "m1"])
+def test_each_reading_is_credited_to_the_component_that_wrote_it(model, only):
+    """Silence every head and MLP but one (their output weights and biases set to zero): the lens
+    must give that component, and ``input``, all of the logits, and every other component none."""
+    with torch.no_grad():
+        for layer, block in enumerate(model.blocks):
+            for head in range(model.cfg.n_heads):
+                if f"a{layer}.h{head}" != only:
+                    block.attn.W_O[head] = 0
+            if block.attn.b_O is not None:
+                block.attn.b_O.zero_()
+            if f"m{layer}" != only:
+                block.mlp.W_out.zero_()
+                if block.mlp.b_out is not None:
+                    block.mlp.b_out.zero_()
+    ids = torch.randint(0, 30, (3, 7), generator=torch.Generator().manual_seed(2))
+    lens = component_lens(model, ids, torch.tensor([6, 2, 4]), attention="bidirectional")
+    silent = [i for i, name in enumerate(lens.names) if name not in (only, "input")]
+    assert lens.logits[silent].abs().max() < 1e-6
+    assert lens.logits[lens.names.index(only)].abs().max() > 1e-2
+    torch.testing.assert_close(lens.logits[lens.names.index(only)] + lens.logits[lens.names.index("input")] + lens.constant,
+                               lens.model_logits, atol=1e-4, rtol=0)
