@@ -30,7 +30,9 @@ export MECHSHIFT_CV_MODE := page
 # The report's cache (keyed by zoo checksums, code and config) lives with the build outputs.
 export MECHSHIFT_CACHE := $(CURDIR)/_build/.mechshift-cache
 
-# The lowest declared versions (constraints-min.txt), for the unit tests only.
+# The lowest declared versions (constraints-min.txt), for the unit tests only, on the lowest
+# declared Python where the machine has it (this project's image ships 3.10 through pyenv).
+MIN_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.10*/bin/python) $(PYTHON))
 MIN_VENV := .venv-min
 MIN_STAMP := $(MIN_VENV)/.mechshift-installed
 
@@ -45,7 +47,7 @@ $(STAMP): pyproject.toml requirements-book.txt constraints-book.txt Makefile
 	touch $@
 
 $(MIN_STAMP): pyproject.toml constraints-min.txt Makefile
-	test -x $(MIN_VENV)/bin/python || $(PYTHON) -m venv $(MIN_VENV)
+	test -x $(MIN_VENV)/bin/python || $(MIN_PYTHON) -m venv $(MIN_VENV)
 	$(MIN_VENV)/bin/python -m pip --quiet --disable-pip-version-check install -c constraints-min.txt -e '.[test]'
 	$(MIN_VENV)/bin/python -m pip check
 	touch $@
@@ -71,7 +73,7 @@ test: $(STAMP)
 
 # Tests that need the book's tooling (jupytext, Sphinx) skip themselves here.
 test-min: $(MIN_STAMP)
-	$(MIN_VENV)/bin/python -c 'import numpy, torch, transformers; print("lowest versions: torch", torch.__version__, "transformers", transformers.__version__, "numpy", numpy.__version__)'
+	$(MIN_VENV)/bin/python -c 'import numpy, torch, transformers; import sys; print("lowest versions: Python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "numpy", numpy.__version__)'
 	$(MIN_VENV)/bin/python -m pytest -q
 
 notebooks: $(STAMP)

@@ -215,13 +215,13 @@ def generate(n: int, seed: int, split: str = "train", n_operands: int = 3) -> li
         while True:
             numbers = [rng.randint(1, MAX_OPERAND) for _ in range(n_operands)]
             # the split test is cheap: do it first, and search only problems of the wanted split
-            if split_of(_key(numbers, target)) == wanted and target in reachable(numbers):
+            if split_of(problem_key(numbers, target)) == wanted and target in reachable(numbers):
                 return _example(numbers, target, solve(numbers, target))
 
-    return sample_unique(draw, lambda ex: _key(ex.meta["numbers"], ex.meta["target"]), n, seed, split)
+    return sample_unique(draw, lambda ex: problem_key(ex.meta["numbers"], ex.meta["target"]), n, seed, split)
 
 
-def _key(numbers: Sequence[int], target: int) -> str:
+def problem_key(numbers: Sequence[int], target: int) -> str:
     """A problem's identity for the hold-out: operand order does not make a new problem."""
     return f"countdown|{sorted(numbers)}|{target}"
 
