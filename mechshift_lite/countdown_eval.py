@@ -43,7 +43,9 @@ class Problem:
         return split_of(countdown.problem_key(self.numbers, self.target)) == "train"
 
     def example(self) -> Example:
-        return Example(prompt=countdown.prompt_text(self.numbers, self.target), answer="", task="countdown",
+        """The problem as an :class:`Example`; its answer is a one-token placeholder, which the
+        decoders never read (they write the answer region themselves)."""
+        return Example(prompt=countdown.prompt_text(self.numbers, self.target), answer="0", task="countdown",
                        meta={"numbers": list(self.numbers), "target": self.target})
 
 

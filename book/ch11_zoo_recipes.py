@@ -1,0 +1,190 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 11. Appendix: the zoo's recipe, and why its MDMs fail Countdown
+#
+# *Runtime: about a minute on a laptop CPU (no GPU needed).*
+#
+# Every comparison in this book assumes that each model *does the task*: a circuit of a model
+# that cannot solve Countdown explains nothing about global planning. This appendix measures how
+# far the shipped zoo is from that, takes the failure apart, and shows the recipe study that
+# looks for a post-training recipe that keeps the ARM's skill.
+#
+# By the end of this appendix you will be able to:
+#
+# - read a Countdown failure as format, arithmetic or planning, with the package's diagnostics;
+# - compare training recipes on short runs by what they fix, not only by exact accuracy;
+# - score any model on a Countdown file in the HKUNLP / Dream format with `mechshift-lite eval`.
+
+# %% tags=["skip-execution", "remove-cell"]
+# Colab / fresh environments: install the companion package pinned to this book release.
+import sys
+if "google.colab" in sys.modules:
+    %pip install -q "mechshift-lite @ git+https://github.com/mechshift-lite/mechshift-lite@v0.1.0"
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from IPython.display import Markdown, display
+
+from mechshift_lite import diagnostics, zoo
+from mechshift_lite.viz import ARM_COLOR, CONTROL_COLOR, MDM_COLOR
+
+tok = zoo.tokenizer()
+KIND_NAMES = {"arm": "ARM", "mdm": "MDM", "arm-continued": "ARM-continued"}
+
+# %% [markdown]
+# ## 1. The shipped zoo
+#
+# The manifest records, for every checkpoint, its accuracies on fresh held-out sets (1000 IOI
+# prompts, 500 Countdown-3 problems), measured on the float16 weights that ship.
+
+# %%
+finals = sorted((e for e in zoo.manifest()["checkpoints"].values() if e["final"]),
+                key=lambda e: (e["seed"], list(KIND_NAMES).index(e["kind"])))
+rows = ["| seed | model | IOI | Countdown-3 |", "| --- | --- | --- | --- |"]
+for e in finals:
+    m = e["accuracy"]
+    rows.append(f"| {e['seed']} | {KIND_NAMES[e['kind']]} | {m['ioi_accuracy']:.1%} | {m['countdown3_accuracy']:.1%} |")
+Markdown("\n".join(rows))
+
+# %%
+cd = {kind: [e["accuracy"]["countdown3_accuracy"] for e in finals if e["kind"] == kind] for kind in KIND_NAMES}
+Markdown(
+    f"Every model solves IOI, but on Countdown-3 the MDMs solve {min(cd['mdm']):.1%} to {max(cd['mdm']):.1%} "
+    f"of the problems, against {min(cd['arm']):.1%} to {max(cd['arm']):.1%} for the ARMs they were "
+    f"post-trained from (and {min(cd['arm-continued']):.1%} to {max(cd['arm-continued']):.1%} for the ARMs "
+    "trained on with their own objective)."
+)
+
+# %% [markdown]
+# ## 2. Taking the failure apart
+#
+# Exact accuracy moves in coarse steps and hides *why* a model fails. The diagnostics of
+# `mechshift_lite.diagnostics` score the decoded answers by their parts (is the answer a chain of two
+# equations? is equation 1 true? does the chain end at the target?), and two probes read the model
+# with the rest of the canonical answer given: the first answer token (the decision chapters 4 to 9
+# attribute), and the digits of the intermediate result X with both of its copies masked (the MDM
+# must compute X, not copy it; the ARM is teacher-forced).
+
+# %%
+problems = diagnostics.test_problems(200)
+seed0 = {kind: diagnostics.countdown_diagnostics(zoo.load(kind, 0), tok, problems) for kind in KIND_NAMES}
+LABELS = {
+    "exact": "solved exactly", "well_formed": "chain of two equations", "eq1_true": "equation 1 true",
+    "ends_at_target": "ends at the target", "first_token": "first token right (probe)",
+    "x_digits": "digits of X right, X masked twice (probe)", "x_number": "all of X right (probe)",
+    "x_digits_copy": "digits of X right, X visible in eq. 2 (probe)",
+}
+header = "| measure (seed 0, 200 held-out problems) | " + " | ".join(KIND_NAMES.values()) + " |"
+lines = [header, "| --- |" + " --- |" * len(KIND_NAMES)]
+for key, label in LABELS.items():
+    cells = [f"{seed0[kind][key]:.0%}" if key in seed0[kind] else "–" for kind in KIND_NAMES]
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+Markdown("\n".join(lines))
+
+# %%
+arm, mdm = seed0["arm"], seed0["mdm"]
+Markdown(
+    f"The MDM writes well-formed chains ({mdm['well_formed']:.0%}) that end at the target "
+    f"({mdm['ends_at_target']:.0%}), and picks the first token as often as the ARM "
+    f"({mdm['first_token']:.0%} against {arm['first_token']:.0%}). What it lost is arithmetic: its "
+    f"equation 1 is true in {mdm['eq1_true']:.0%} of its answers against {arm['eq1_true']:.0%} for the ARM, "
+    f"and with X masked in both places it gets {mdm['x_digits']:.0%} of X's digits right, against "
+    f"{mdm['x_digits_copy']:.0%} when it can copy X from equation 2."
+)
+
+# %% [markdown]
+# ## 3. The recipe study
+#
+# Short post-training runs from seed 0's ARM, one change from the shipped recipe each, scored
+# by the same diagnostics every 250 steps. Each run is a variant of the shipped MDM recipe cut to
+# the study's number of steps; its full description is in the `description` column. The study
+# is resumable and still running across sessions: the table shows what has finished.
+# Reproduce (one core, about ten minutes a run):
+#
+# ```bash
+# nohup env OMP_NUM_THREADS=1 .venv/bin/python scripts/recipe_study.py > .cache/recipe_study.log 2>&1 &
+# .venv/bin/python scripts/recipe_study.py --table
+# ```
+
+# %%
+RESULTS = Path("../book/data/recipe_study.jsonl") if Path.cwd().name == "book" else Path("book/data/recipe_study.jsonl")
+study = [json.loads(line) for line in RESULTS.read_text().splitlines() if line.strip()] if RESULTS.exists() else []
+last = {}
+for row in study:
+    if row["run"] not in last or row["step"] > last[row["run"]]["step"]:
+        last[row["run"]] = row
+COLUMNS = ("exact", "eq1_true", "x_digits", "x_number", "first_token", "ioi", "remask_exact")
+lines = ["| run | what it changes | steps | " + " | ".join(COLUMNS) + " |", "| --- | --- | --- |" + " --- |" * len(COLUMNS)]
+for name, row in sorted(last.items(), key=lambda item: -item[1]["metrics"]["exact"]):
+    m = row["metrics"]
+    lines.append(f"| `{name}` | {row['description']} | {row['step']} | " + " | ".join(f"{m.get(c, float('nan')):.1%}" for c in COLUMNS) + " |")
+Markdown("\n".join(lines) if last else "The study has not finished a run yet.")
+
+# %%
+if last:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharex=True)
+    for name in last:
+        points = sorted((r["step"], r["metrics"]) for r in study if r["run"] == name)
+        steps = [s for s, _ in points]
+        for ax, key in zip(axes, ("x_digits", "exact")):
+            ax.plot(steps, [m[key] for _, m in points], marker=".", label=name)
+    for ax, key in zip(axes, ("x_digits", "exact")):
+        ax.axhline(arm[key], color=ARM_COLOR, linestyle="--", linewidth=1, label="shipped ARM")
+        ax.axhline(mdm[key], color=MDM_COLOR, linestyle=":", linewidth=1, label="shipped MDM (4000 steps)")
+        ax.set_xlabel("post-training step")
+        ax.set_ylabel(LABELS[key])
+        ax.set_ylim(0, 1)
+    axes[0].set_title("Can the MDM still compute X?")
+    axes[1].set_title("Countdown-3 solved (confidence decoder)")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.suptitle("Recipe study: short post-training runs from seed 0's ARM")
+    fig.tight_layout()
+    plt.show()
+
+# %%
+if last:
+    best = max(last.values(), key=lambda r: r["metrics"]["exact"])
+    text = (f"After the steps each run has finished, the best recipe so far is `{best['run']}` "
+            f"({best['description']}), which solves {best['metrics']['exact']:.1%} of the problems at step {best['step']}, "
+            f"against {arm['exact']:.1%} for the ARM it started from. ")
+    text += ("That is still far from the goal (an MDM within 5 points of its ARM), so the zoo that ships is "
+             "not yet retrained: chapters 6 to 9 compare models of which only the ARMs solve Countdown."
+             if best["metrics"]["exact"] < arm["exact"] - 0.05 else
+             "That is within 5 points of the ARM: this recipe is the candidate for the next zoo.")
+    display(Markdown(text))
+
+# %% [markdown]
+# ## 4. Scoring a model on outside data
+#
+# `mechshift-lite eval countdown FILE.jsonl --kind mdm --seed 0` reads problems in the HKUNLP /
+# Dream format (`{"input": "15,44,79,50", "output": "44-15=29,79-29=50"}`: the operands, then the
+# target), decodes each with the model's own decoder, scores it with `countdown.check`, and prints
+# the accuracy with a 95% interval; one line per problem says whether it lies in this project's
+# training split. Problems the zoo's tokenizer cannot write (operands outside 1..99, targets
+# outside 10..99, other than 3 operands) are skipped and counted. The same, from Python:
+
+# %%
+from mechshift_lite import countdown_eval
+from mechshift_lite.tasks import countdown
+
+sample = Path("/tmp") / "countdown_sample.jsonl"
+outside = countdown.generate(40, seed=11, split="test") + countdown.generate(10, seed=11, split="train")
+sample.write_text("".join(json.dumps({"input": ",".join(map(str, ex.meta["numbers"] + [ex.meta["target"]])),
+                                      "output": ex.answer}) + "\n" for ex in outside))
+found = countdown_eval.read_problems(sample)
+for kind in ("arm", "mdm"):
+    s = countdown_eval.evaluate(zoo.load(kind, 0), tok, found).summary()
+    print(f"{KIND_NAMES[kind]:4s} seed 0: {s['accuracy']:.1%} solved, 95% CI [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}], "
+          f"{s['n_scored']} scored, {s['n_in_training_split']} of them in the training split, {s['n_skipped']} skipped")
