@@ -156,3 +156,45 @@ def evaluate(model: Transformer, tokenizer: Tokenizer, found: ProblemFile, mode:
         for p, answer in zip(found.problems, answers)
     ]
     return Evaluation(rows, found.skipped)
+
+
+def load_model_file(path: str | Path, tokenizer: Tokenizer, mode: str | None = None) -> tuple[Transformer, str]:
+    """A checkpoint outside the zoo: ``path`` is a safetensors file of this package's :class:`Transformer`
+    inside a training run directory (``final.safetensors``, ``snapshots/step*.safetensors`` or
+    ``ckpt-*/weights.safetensors``), whose ``config.json`` gives the model config and the objective.
+
+    Returns:
+        the model in float32 eval mode, and its mode (``"arm"`` or ``"mdm"``; ``mode`` overrides
+        the run's objective).
+
+    Raises:
+        FileNotFoundError: no such file, or no run ``config.json`` beside it or one folder up.
+        ValueError: the config does not fit the tokenizer, or the weights do not fit the config.
+    """
+    from safetensors.torch import load_file
+
+    from .config import ModelConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    configs = [folder / "config.json" for folder in (path.parent, path.parent.parent) if (folder / "config.json").is_file()]
+    if not configs:
+        raise FileNotFoundError(f"no training-run config.json beside {path} or one folder up: a model file is read "
+                                "with the config of the run that wrote it (mechshift-lite zoo train)")
+    record = json.loads(configs[0].read_text())
+    if "model" not in record:
+        raise ValueError(f"{configs[0]} is not a training-run config (it has no 'model' entry)")
+    cfg = ModelConfig.from_dict(record["model"])
+    if cfg.d_vocab != len(tokenizer):
+        raise ValueError(f"{path}: its config has d_vocab={cfg.d_vocab} but the zoo's tokenizer has {len(tokenizer)} tokens; "
+                         "this model was not trained on this project's tasks")
+    mode = mode or record.get("train", {}).get("objective")
+    if mode not in ("arm", "mdm"):
+        raise ValueError(f"cannot tell whether {path} is an ARM or an MDM; pass mode='arm' or 'mdm' (--mode)")
+    model = Transformer(cfg, attention="bidirectional" if mode == "mdm" else "causal")
+    try:
+        model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not fit the config in {configs[0]}: {str(error).splitlines()[0]}") from None
+    return model.eval(), mode
