@@ -37,7 +37,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from IPython.display import Markdown, display
 
-from mechshift_lite import diagnostics, zoo
+from mechshift_lite import diagnostics, viz, zoo
+from mechshift_lite.teaching import checks
 from mechshift_lite.viz import ARM_COLOR, CONTROL_COLOR, MDM_COLOR
 
 tok = zoo.tokenizer()
@@ -188,3 +189,41 @@ for kind in ("arm", "mdm"):
     s = countdown_eval.evaluate(zoo.load(kind, 0), tok, found).summary()
     print(f"{KIND_NAMES[kind]:4s} seed 0: {s['accuracy']:.1%} solved, 95% CI [{s['ci95'][0]:.1%}, {s['ci95'][1]:.1%}], "
           f"{s['n_scored']} scored, {s['n_in_training_split']} of them in the training split, {s['n_skipped']} skipped")
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. The interval of a small evaluation.** *(difficulty ★★☆, importance ★★☆, about 10 minutes)*
+# Fifty problems give a wide interval, and near 0% or 100% the textbook interval
+# $\hat p \pm 1.96\sqrt{\hat p(1-\hat p)/n}$ is wrong (at $\hat p = 0$ it has width zero).
+# Write `wilson(k, n) -> (low, high)`, the 95% Wilson score interval: the values of $p$ for which
+# $|\hat p - p| \le z\sqrt{p(1-p)/n}$ with $z = 1.96$; solving the quadratic gives the centre
+# $(\hat p + z^2/2n)/(1 + z^2/n)$ and the half-width $z\sqrt{\hat p(1-\hat p)/n + z^2/4n^2}/(1 + z^2/n)$.
+#
+# ```{dropdown} Hint
+# Compute $\hat p = k/n$ first; clip the bounds to $[0, 1]$. With $n = 0$ nothing is known: return $(0, 1)$.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def wilson(k, n):
+    import math
+
+    if n == 0:
+        return 0.0, 1.0
+    z, p = 1.959963984540054, k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+# %%
+checks.wilson_interval(wilson)
+
+# %% [markdown]
+# **2. (Open.)** The MDM copies X well (equation 2 visible) but computes it badly (both copies
+# masked). Which change of the objective would pose "compute X" more often during training? Look
+# at how `diffusion.forward_mask` draws the masked slots, estimate how often both copies of X are
+# masked while the operands are visible, and propose a masking distribution that raises it.
+
+# %%
+Markdown(viz.versions_footer())

@@ -11,12 +11,13 @@ on IOI, and compare with ablating as many *random* components.
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
 
 from .graph import Graph, parse_source
+from .inputs import ModelInputs, clean_input
 from .model import Hooks, Transformer
 
 METHODS = ("zero", "mean")
@@ -46,8 +47,11 @@ class NodeAblation(Hooks):
 
 
 @torch.no_grad()
-def mean_outputs(model: Transformer, input_ids: Tensor, nodes: Iterable[str], attention_mask: Tensor | None = None, attention=None) -> dict[str, Tensor]:
-    """Each node's output averaged over the batch's real positions, ``{name: [d_model]}``."""
+def mean_outputs(model: Transformer, input_ids: Tensor | ModelInputs, nodes: Iterable[str], attention_mask: Tensor | None = None,
+                 attention=None) -> dict[str, Tensor]:
+    """Each node's output averaged over the batch's real positions, ``{name: [d_model]}``
+    (``input_ids`` may be a :class:`~mechshift_lite.inputs.ModelInputs`: its clean ids)."""
+    input_ids, attention_mask, attention = clean_input(input_ids, attention_mask, attention)
     run = model.run_with_nodes(input_ids, attention_mask, attention=attention)
     real = torch.ones(input_ids.shape, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
     return {name: run.outputs[name][real].mean(0) for name in nodes}
@@ -56,7 +60,7 @@ def mean_outputs(model: Transformer, input_ids: Tensor, nodes: Iterable[str], at
 @torch.no_grad()
 def ablated_logits(
     model: Transformer,
-    input_ids: Tensor,
+    input_ids: Tensor | ModelInputs,
     nodes: Iterable[str],
     method: str = "mean",
     attention_mask: Tensor | None = None,
@@ -66,8 +70,10 @@ def ablated_logits(
     """``[batch, pos, vocab]`` logits with ``nodes`` ablated (``method`` "zero" or "mean").
 
     ``means``: mean outputs from :func:`mean_outputs` on the same inputs, to reuse across calls
-    (None: computed here for ``nodes``).
+    (None: computed here for ``nodes``). ``input_ids`` may be a
+    :class:`~mechshift_lite.inputs.ModelInputs` (its clean ids, mask and attention).
     """
+    input_ids, attention_mask, attention = clean_input(input_ids, attention_mask, attention)
     nodes = list(nodes)
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
@@ -93,15 +99,3 @@ def layer_of(name: str) -> int:
         return -1
     return int(name[1:].split(".")[0])
 
-
-def metric_under_ablation(
-    model: Transformer,
-    input_ids: Tensor,
-    metric: Callable[[Tensor], Tensor],
-    nodes: Iterable[str],
-    method: str = "mean",
-    attention_mask: Tensor | None = None,
-    attention=None,
-) -> Tensor:
-    """``[batch]`` metric values with ``nodes`` ablated."""
-    return metric(ablated_logits(model, input_ids, nodes, method, attention_mask, attention))

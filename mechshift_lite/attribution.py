@@ -61,27 +61,27 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .graph import Graph
-from .scores import Scores
+from .inputs import ModelInputs, inputs_and_metric
 from .model import AttentionMode, Hooks, Transformer
-from .patching import (
-    PROGRESS_PASSES, Metric, MetricCaller, Pair, example_chunks, node_outputs, patched_metrics,
-)
+from .patching import PROGRESS_PASSES, MetricCaller, example_chunks, node_outputs, patched_metrics
+from .scores import Scores
+from .tasks.common import Metric
 
 METHODS: tuple[str, ...] = ("EAP", "EAP-IG-inputs", "EAP-IG-activations", "clean-corrupted", "exact")
 
 
 def attribute(
     model: Transformer,
-    clean_ids: Tensor,
-    corrupted_ids: Tensor,
-    metric: Metric,
+    clean_ids: Tensor | ModelInputs,
+    corrupted_ids: Tensor | Metric | None = None,
+    metric: Metric | None = None,
     method: str = "EAP-IG-inputs",
     ig_steps: int = 5,
     attention_mask: Tensor | None = None,
@@ -95,6 +95,9 @@ def attribute(
     Args:
         model: the transformer.
         clean_ids, corrupted_ids: ``[N, P]`` token ids of one shape; example ``i`` of each forms a pair.
+            Or ``clean_ids`` is a :class:`~mechshift_lite.inputs.ModelInputs` (ids, mask and attention
+            in one): then the next argument is the metric, ``attribute(model, inputs, metric, ...)``,
+            and without one the inputs' own readout metric is used.
         metric: ``metric(logits [B, P, V]) -> [B]``, one value per example; if it has a keyword
             ``rows`` it also receives the chunk's example indices.
         method: one of :data:`METHODS`.
@@ -111,10 +114,10 @@ def attribute(
         raise ValueError(f"unknown attribution method {method!r}; known methods: {', '.join(METHODS)}")
     if isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1:
         raise ValueError(f"ig_steps must be an integer >= 1 (the number of interpolation steps); got {ig_steps!r}")
-    pair = Pair(clean_ids, corrupted_ids, attention_mask, attention)
+    inputs, metric = inputs_and_metric(clean_ids, corrupted_ids, metric, attention_mask, attention)
     if method == "exact":
-        return _exact_scores(model, pair, metric, batch_size, progress)
-    chunks = example_chunks(pair.n_examples, batch_size)
+        return _exact_scores(model, inputs, metric, batch_size, progress)
+    chunks = example_chunks(inputs.n_examples, batch_size)
     runs = gradient_runs(method, ig_steps, model.cfg.n_layers)
     scores = torch.zeros(model.graph.n_src, model.graph.n_dst, dtype=torch.float64, device=model.W_E.device)
     show = progress if progress is not None else len(chunks) * len(runs) >= PROGRESS_PASSES
@@ -123,9 +126,9 @@ def attribute(
     ) as bar:
         caller = MetricCaller(metric)
         for rows in chunks:
-            _accumulate_chunk(model, pair.select(rows), rows, caller, runs, scores, bar)
-    scores /= pair.n_examples * len(runs)
-    return Scores(scores.cpu(), model.graph, method, pair.n_examples, ig_steps if "IG" in method else None)
+            _accumulate_chunk(model, inputs.select(rows), rows, caller, runs, scores, bar)
+    scores /= inputs.n_examples * len(runs)
+    return Scores(scores.cpu(), model.graph, method, inputs.n_examples, ig_steps if "IG" in method else None)
 
 
 # ----- gradient methods ---------------------------------------------------------------------------
@@ -204,7 +207,7 @@ class GradientHooks(Hooks):
 
 
 def _accumulate_chunk(
-    model: Transformer, chunk: Pair, rows: Tensor, caller: MetricCaller, runs: list[GradientRun], scores: Tensor, bar
+    model: Transformer, chunk: ModelInputs, rows: Tensor, caller: MetricCaller, runs: list[GradientRun], scores: Tensor, bar
 ) -> None:
     """Add one chunk's ``sum over examples and runs`` of ``delta . grad`` into ``scores``."""
     graph = model.graph
@@ -266,11 +269,11 @@ class SingleEdgeMasks:
         return masks
 
 
-def _exact_scores(model: Transformer, pair: Pair, metric: Metric, batch_size: int | None, progress: bool | None) -> Scores:
+def _exact_scores(model: Transformer, inputs: ModelInputs, metric: Metric, batch_size: int | None, progress: bool | None) -> Scores:
     """Patch each edge alone: ``score = mean over examples of metric(edge corrupted) - metric(clean)``."""
     graph = model.graph
     masks = SingleEdgeMasks(graph)
-    values = patched_metrics(model, masks, pair, metric, batch_size, progress)   # [1 + n_edges, N]
+    values = patched_metrics(model, masks, inputs, metric, batch_size, progress)   # [1 + n_edges, N]
     scores = torch.zeros(graph.n_src, graph.n_dst, dtype=torch.float64)
     scores[masks.src, masks.dst] = (values[1:] - values[0]).mean(dim=1)
-    return Scores(scores, graph, "exact", pair.n_examples)
+    return Scores(scores, graph, "exact", inputs.n_examples)

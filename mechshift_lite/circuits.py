@@ -30,10 +30,12 @@ from typing import Callable, Iterable, Sequence
 import torch
 from torch import Tensor
 
-from .scores import Scores
 from .graph import Graph
+from .inputs import ModelInputs, inputs_and_metric
 from .model import AttentionMode, Transformer
-from .patching import Metric, Pair, patched_metrics
+from .patching import patched_metrics
+from .scores import Scores
+from .tasks.common import Metric
 
 FRACTIONS: tuple[float, ...] = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 """The edge fractions of the MIB circuit track's faithfulness curves."""
@@ -189,9 +191,9 @@ def _absent(circuit: Circuit, model: Transformer) -> Tensor:
 def evaluate(
     model: Transformer,
     circuit: Circuit,
-    clean_ids: Tensor,
-    corrupted_ids: Tensor,
-    metric: Metric,
+    clean_ids: Tensor | ModelInputs,
+    corrupted_ids: Tensor | Metric | None = None,
+    metric: Metric | None = None,
     attention_mask: Tensor | None = None,
     *,
     attention: AttentionMode | Tensor | None = None,
@@ -206,6 +208,9 @@ def evaluate(
     its corrupted output, and the output of a node without edges out is replaced everywhere).
 
     Args:
+        clean_ids, corrupted_ids, metric, attention_mask, attention: as for
+            :func:`~mechshift_lite.attribute`; ``clean_ids`` may be a
+            :class:`~mechshift_lite.inputs.ModelInputs`, followed by the metric (or none: its readout metric).
         allow_empty: accept a circuit without edges (it reproduces the corrupted run). By default
             that is an error, since it usually means that pruning removed everything.
 
@@ -216,8 +221,8 @@ def evaluate(
     if not allow_empty:
         circuit.require_edges("evaluate", "; the empty circuit reproduces the corrupted run: pass allow_empty=True "
                                           "to evaluate it on purpose")
-    pair = Pair(clean_ids, corrupted_ids, attention_mask, attention)
-    return patched_metrics(model, absent[None], pair, metric, batch_size)[0]
+    inputs, metric = inputs_and_metric(clean_ids, corrupted_ids, metric, attention_mask, attention)
+    return patched_metrics(model, absent[None], inputs, metric, batch_size)[0]
 
 
 @dataclass(frozen=True)
@@ -245,9 +250,9 @@ class FaithfulnessCurve:
 def faithfulness_curve(
     model: Transformer,
     scores: Scores,
-    clean_ids: Tensor,
-    corrupted_ids: Tensor,
-    metric: Metric,
+    clean_ids: Tensor | ModelInputs,
+    corrupted_ids: Tensor | Metric | None = None,
+    metric: Metric | None = None,
     edge_counts: Sequence[int] | None = None,
     fractions: Sequence[float] | None = None,
     *,
@@ -259,9 +264,12 @@ def faithfulness_curve(
     """Evaluate ``select(scores, n)`` for each edge count (or fraction of all edges).
 
     Give ``edge_counts`` or ``fractions`` (default: :data:`FRACTIONS`), not both. The circuits, the
-    empty circuit and the full circuit share each chunk's corrupted run.
+    empty circuit and the full circuit share each chunk's corrupted run. The inputs are given as for
+    :func:`evaluate` (arrays, or a :class:`~mechshift_lite.inputs.ModelInputs`; then pass the
+    other arguments by keyword).
     """
     graph = scores.graph
+    inputs, metric = inputs_and_metric(clean_ids, corrupted_ids, metric, attention_mask, attention)
     if edge_counts is not None and fractions is not None:
         raise ValueError("give edge_counts or fractions, not both")
     if edge_counts is None:
@@ -273,8 +281,7 @@ def faithfulness_curve(
         raise ValueError("edge_counts must not be empty")
     circuits = [select(scores, n) for n in edge_counts]
     masks = torch.stack([_absent(c, model) for c in circuits] + [graph.edge_mask, torch.zeros_like(graph.edge_mask)])
-    pair = Pair(clean_ids, corrupted_ids, attention_mask, attention)
-    means = patched_metrics(model, masks, pair, metric, batch_size).mean(dim=1)   # [C + 2]: circuits, empty, clean
+    means = patched_metrics(model, masks, inputs, metric, batch_size).mean(dim=1)   # [C + 2]: circuits, empty, clean
     empty, clean = float(means[-2]), float(means[-1])
     if abs(clean - empty) <= 1e-6 * max(1.0, abs(clean)):
         raise ValueError(

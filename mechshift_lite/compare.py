@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -203,14 +203,3 @@ def spearman(a: Tensor, b: Tensor) -> float:
     """Spearman rank correlation of two score vectors ``[n]`` (real-valued scores: ties are not averaged)."""
     rank_a, rank_b = a.argsort().argsort().double(), b.argsort().argsort().double()
     return float(torch.corrcoef(torch.stack([rank_a, rank_b]))[0, 1])
-
-
-def bootstrap_ci(values: Iterable[float] | Tensor, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and percentile bootstrap confidence interval of ``values`` (resampled with replacement)."""
-    x = torch.as_tensor(list(values) if not isinstance(values, Tensor) else values, dtype=torch.float64).flatten()
-    if len(x) == 0 or torch.isnan(x).any():
-        raise ValueError(f"bootstrap needs at least one value and no NaN; got {x.tolist()}")
-    g = torch.Generator().manual_seed(seed)
-    means = x[torch.randint(0, len(x), (n_boot, len(x)), generator=g)].mean(1)
-    lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
-    return float(x.mean()), float(lo), float(hi)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .inputs import ModelInputs, clean_input
 from .model import Transformer
 
 
@@ -75,15 +76,22 @@ class ComponentLens:
 @torch.no_grad()
 def component_lens(
     model: Transformer,
-    input_ids: Tensor,
-    readout_pos: Tensor,
+    input_ids: Tensor | ModelInputs,
+    readout_pos: Tensor | None = None,
     attention_mask: Tensor | None = None,
     attention=None,
 ) -> ComponentLens:
     """Component logit lens of every node at ``readout_pos [batch]`` (see the module docstring).
 
     Heads are read individually (``a{l}.h{h}``), MLPs whole (``m{l}``), plus ``input``.
+    ``input_ids`` may be a :class:`~mechshift_lite.inputs.ModelInputs`: its clean ids are read,
+    at its own readout unless ``readout_pos`` is given.
     """
+    if isinstance(input_ids, ModelInputs) and readout_pos is None:
+        readout_pos = input_ids.readout_pos
+    input_ids, attention_mask, attention = clean_input(input_ids, attention_mask, attention)
+    if readout_pos is None:
+        raise ValueError("component_lens needs readout_pos [batch] (or a ModelInputs that has one)")
     if readout_pos.shape != (input_ids.shape[0],):
         raise ValueError(f"readout_pos must have shape [batch] = ({input_ids.shape[0]},); got {tuple(readout_pos.shape)}")
     run = model.run_with_nodes(input_ids, attention_mask, attention=attention)

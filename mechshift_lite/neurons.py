@@ -21,18 +21,21 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from .inputs import ModelInputs, clean_input
 from .model import Transformer
 
 
 @torch.no_grad()
 def activations(
     model: Transformer,
-    input_ids: Tensor,
+    input_ids: Tensor | ModelInputs,
     layer: int,
     attention_mask: Tensor | None = None,
     attention=None,
 ) -> Tensor:
-    """``[batch, pos, d_mlp]`` hidden activations of MLP ``layer``."""
+    """``[batch, pos, d_mlp]`` hidden activations of MLP ``layer`` (on the clean ids of a
+    :class:`~mechshift_lite.inputs.ModelInputs`, with its mask and attention)."""
+    input_ids, attention_mask, attention = clean_input(input_ids, attention_mask, attention)
     if not 0 <= layer < model.cfg.n_layers:
         raise ValueError(f"layer must be in [0, {model.cfg.n_layers}); got {layer}")
     run = model.run_with_nodes(input_ids, attention_mask, attention=attention)

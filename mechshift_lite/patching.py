@@ -3,7 +3,7 @@
 The pieces that attribution (:mod:`mechshift_lite.attribution`) and circuit evaluation
 (:mod:`mechshift_lite.circuits`) share:
 
-* :class:`Pair` and :func:`example_chunks`: the validated inputs, and how they are split;
+* :func:`example_chunks`: how the examples (a :class:`~mechshift_lite.inputs.ModelInputs`) are split;
 * :class:`MetricCaller`: calls the user's metric on one chunk and checks what comes back;
 * :func:`node_outputs`: every source's output, stacked as ``[n_src, B, P, D]`` (forward order);
 * :func:`patched_metrics`: the metric when some edges carry corrupted activations (the reference's
@@ -22,17 +22,16 @@ With every edge absent this reproduces the corrupted run, with none absent the c
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
 from .graph import Graph
-from .model import AttentionMode, Hooks, Transformer
-
-Metric = Callable[..., Tensor]
+from .inputs import ModelInputs
+from .model import Hooks, Transformer
+from .tasks.common import Metric
 
 TOKENS_PER_PASS = 4096
 """Patched runs of several edge sets are stacked along the batch up to about this many tokens."""
@@ -40,69 +39,7 @@ PROGRESS_PASSES = 50
 """With ``progress=None``, a progress bar is shown when the work takes at least this many passes."""
 
 
-# ----- inputs ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Pair:
-    """Clean and corrupted inputs of one set of examples, and how the model attends over them.
-
-    Attributes:
-        clean, corrupted: ``[N, P]`` token ids of one shape (example ``i`` of each forms a pair).
-        attention_mask: ``[N, P]`` (1 = real token, 0 = padding) or None; used for both runs.
-        attention: the model's ``attention=`` argument: None, ``"causal"``, ``"bidirectional"``,
-            a bool ``[P, P]`` mask shared by all examples or a bool ``[N, P, P]`` mask per example.
-    """
-
-    clean: Tensor
-    corrupted: Tensor
-    attention_mask: Tensor | None = None
-    attention: AttentionMode | Tensor | None = None
-
-    def __post_init__(self) -> None:
-        for name, ids in (("clean_ids", self.clean), ("corrupted_ids", self.corrupted)):
-            if not isinstance(ids, Tensor) or ids.dim() != 2 or ids.dtype.is_floating_point or ids.dtype == torch.bool:
-                got = f"shape {tuple(ids.shape)}, dtype {ids.dtype}" if isinstance(ids, Tensor) else type(ids).__name__
-                raise ValueError(f"{name} must be a 2-D integer tensor [batch, pos]; got {got}")
-        if self.clean.shape != self.corrupted.shape:
-            raise ValueError(
-                f"clean_ids {tuple(self.clean.shape)} and corrupted_ids {tuple(self.corrupted.shape)} must have the "
-                "same shape [batch, pos]: pair every clean example with one corrupted example of the same length "
-                "(pad both to one length and pass attention_mask)"
-            )
-        if self.clean.shape[0] == 0:
-            raise ValueError("no examples: clean_ids has batch size 0")
-        if self.attention_mask is not None and tuple(self.attention_mask.shape) != tuple(self.clean.shape):
-            raise ValueError(
-                f"attention_mask must have the shape of clean_ids {tuple(self.clean.shape)} (1 = real token, "
-                f"0 = padding; it is used for both runs); got {tuple(self.attention_mask.shape)}"
-            )
-
-    @property
-    def n_examples(self) -> int:
-        return self.clean.shape[0]
-
-    def _per_example_attention(self) -> bool:
-        return isinstance(self.attention, Tensor) and self.attention.dim() == 3
-
-    def select(self, rows: Tensor) -> "Pair":
-        """The examples ``rows`` (a ``LongTensor`` of indices)."""
-        mask = None if self.attention_mask is None else self.attention_mask[rows]
-        attention = self.attention[rows] if self._per_example_attention() else self.attention
-        return Pair(self.clean[rows], self.corrupted[rows], mask, attention)
-
-    def repeat(self, times: int) -> "Pair":
-        """``times`` copies of the examples side by side along the batch (``[times * N, P]``)."""
-        if times == 1:
-            return self
-        mask = None if self.attention_mask is None else self.attention_mask.repeat(times, 1)
-        attention = self.attention.repeat(times, 1, 1) if self._per_example_attention() else self.attention
-        return Pair(self.clean.repeat(times, 1), self.corrupted.repeat(times, 1), mask, attention)
-
-    def run(self, model: Transformer, which: str = "clean", hooks: Hooks | None = None) -> Tensor:
-        """Logits ``[N, P, V]`` of the ``"clean"`` or ``"corrupted"`` input."""
-        ids = self.clean if which == "clean" else self.corrupted
-        return model(ids, self.attention_mask, attention=self.attention, hooks=hooks)
-
-
+# ----- chunks ---------------------------------------------------------------------------------
 def example_chunks(n_examples: int, batch_size: int | None) -> list[Tensor]:
     """The example indices of each chunk, ``[LongTensor]``; one chunk when ``batch_size`` is None."""
     if batch_size is None:
@@ -171,11 +108,11 @@ class OutputRecorder(Hooks):
 
 
 @torch.no_grad()
-def node_outputs(model: Transformer, pair: Pair, which: str) -> Tensor:
+def node_outputs(model: Transformer, inputs: ModelInputs, which: str) -> Tensor:
     """Every source's output in the ``"clean"`` or ``"corrupted"`` run, ``[n_src, B, P, D]`` in forward
     order (``input``, ``a0.h0``, ..., ``m{L-1}``)."""
     recorder = OutputRecorder()
-    pair.run(model, which, recorder)
+    inputs.run(model, which, recorder)
     return recorder.stacked()
 
 
@@ -226,7 +163,7 @@ class EdgeSets(Protocol):
 def patched_metrics(
     model: Transformer,
     absent: EdgeSets,
-    pair: Pair,
+    inputs: ModelInputs,
     metric: Metric,
     batch_size: int | None = None,
     progress: bool | None = None,
@@ -236,7 +173,7 @@ def patched_metrics(
     Args:
         absent: ``C`` edge sets as ``[C, n_src, n_dst]`` bool masks, True where an edge is *not*
             in the set.
-        pair: the clean and corrupted inputs.
+        inputs: the clean and corrupted inputs.
         batch_size: examples per chunk (None: all at once). Several edge sets share one forward
             pass (stacked along the batch) up to about ``TOKENS_PER_PASS`` tokens.
         progress: show a progress bar (None: when there are at least ``PROGRESS_PASSES`` passes).
@@ -248,14 +185,14 @@ def patched_metrics(
     n_sets = len(absent)
     if tuple(absent[0:1].shape[1:]) != (graph.n_src, graph.n_dst):
         raise ValueError(f"edge masks must be [C, {graph.n_src}, {graph.n_dst}]; got {tuple(absent[0:1].shape)}")
-    chunks = example_chunks(pair.n_examples, batch_size)
-    sets_per_pass = [max(1, TOKENS_PER_PASS // (len(rows) * pair.clean.shape[1])) for rows in chunks]
+    chunks = example_chunks(inputs.n_examples, batch_size)
+    sets_per_pass = [max(1, TOKENS_PER_PASS // (len(rows) * inputs.clean_ids.shape[1])) for rows in chunks]
     n_passes = sum(-(-n_sets // k) for k in sets_per_pass)
     show = progress if progress is not None else n_passes >= PROGRESS_PASSES
-    values = torch.empty(n_sets, pair.n_examples, dtype=torch.float64)
+    values = torch.empty(n_sets, inputs.n_examples, dtype=torch.float64)
     with torch.no_grad(), tqdm(total=n_passes, disable=not show, desc="patching", leave=False) as bar:
         for rows, per_pass in zip(chunks, sets_per_pass):
-            chunk = pair.select(rows)
+            chunk = inputs.select(rows)
             corrupted = node_outputs(model, chunk, "corrupted")
             for first in range(0, n_sets, per_pass):
                 group = absent[first:first + per_pass].to(corrupted.device, corrupted.dtype)   # [k, n_src, n_dst]

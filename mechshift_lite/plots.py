@@ -1,4 +1,4 @@
-"""Figures of the report (matplotlib). Each takes the report dict (:func:`mechshift_lite.reporting.report`),
+"""Figures of the report (matplotlib). Each takes the report dict (:func:`mechshift_lite.experiment.report.report`),
 except :func:`draw_circuit`, which draws one circuit on its graph.
 
 ARM, MDM and the ARM-continued control keep the same colours across the book (:mod:`mechshift_lite.viz`).
@@ -26,7 +26,7 @@ KIND_LABELS = {"arm": "ARM", "mdm": "MDM", "arm-continued": "ARM-continued"}
 
 def _err(stat: dict) -> tuple[float, list[list[float]]]:
     """Bar height and error-bar lengths; a side of the interval that lies on the other side of
-    the point estimate (possible for non-smooth statistics, see reporting.hierarchical_bootstrap)
+    the point estimate (possible for non-smooth statistics, see experiment.bootstrap.hierarchical_bootstrap)
     is drawn with length 0."""
     return stat["mean"], [[max(0.0, stat["mean"] - stat["lo"])], [max(0.0, stat["hi"] - stat["mean"])]]
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mechshift_lite import compare
+from mechshift_lite.experiment.bootstrap import over_units
 from mechshift_lite.graph import Graph
 from mechshift_lite.scores import Scores
 
@@ -99,17 +100,17 @@ def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="all scores are zero"):
         compare.layer_distribution(FakeScores(torch.zeros(GRAPH.n_src, GRAPH.n_dst)))
     with pytest.raises(ValueError, match="no NaN"):
-        compare.bootstrap_ci([1.0, float("nan")])
+        over_units([1.0, float("nan")])
 
 
 def test_bootstrap_interval_contains_mean_and_shrinks_with_more_data():
     g = torch.Generator().manual_seed(0)
     small, large = torch.randn(10, generator=g), torch.randn(1000, generator=g)
-    mean, lo, hi = compare.bootstrap_ci(small)
+    mean, lo, hi = over_units(small).values()
     assert lo <= mean <= hi
-    _, lo2, hi2 = compare.bootstrap_ci(large)
+    _, lo2, hi2 = over_units(large).values()
     assert hi2 - lo2 < hi - lo
-    assert compare.bootstrap_ci(small, seed=3) == compare.bootstrap_ci(small, seed=3)
+    assert over_units(small, seed=3) == over_units(small, seed=3)
 
 
 def test_spearman_is_the_correlation_of_ranks():

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from mechshift_lite import ModelConfig, Transformer, attribute
-from mechshift_lite import reporting as report
-from mechshift_lite.experiment import ExperimentConfig, attribute_chunks, chunk_rows, combine, correct, model_inputs, task_pairs
+from mechshift_lite.experiment import ExperimentConfig, attribute_chunks, chunk_rows, combine, correct, task_pairs
+from mechshift_lite.experiment import bootstrap, output
+from mechshift_lite.inputs import ModelInputs
 from mechshift_lite.tasks import CANVAS, build_tokenizer
 
 TOK = build_tokenizer()
@@ -26,7 +27,7 @@ def models():
 def test_arm_and_mdm_views_share_readout_and_prompt(pairs):
     arm, mdm = models()
     p = pairs["countdown"]
-    a, m = model_inputs(arm, p, TOK), model_inputs(mdm, p, TOK)
+    a, m = ModelInputs.from_pairs(arm, p, TOK), ModelInputs.from_pairs(mdm, p, TOK)
     assert a.attention == "causal" and m.attention == "bidirectional" and m.clean_ids.shape[1] == CANVAS
     for row, pos in enumerate(p.readout_pos.tolist()):
         assert torch.equal(a.clean_ids[row, : pos + 1], m.clean_ids[row, : pos + 1])
@@ -36,7 +37,7 @@ def test_arm_and_mdm_views_share_readout_and_prompt(pairs):
 def test_later_diffusion_step_shares_committed_tokens_between_clean_and_corrupted(pairs):
     _, mdm = models()
     p = pairs["ioi"]
-    m = model_inputs(mdm, p, TOK, step=3)
+    m = ModelInputs.from_pairs(mdm, p, TOK, step=3)
     answer = torch.arange(CANVAS)[None] > p.readout_pos[:, None]
     committed = answer & (m.clean_ids != TOK.mask_id)
     assert (committed.sum(1) == 3).all()
@@ -71,10 +72,10 @@ def test_chunks_need_enough_examples():
 
 def test_hierarchical_bootstrap_brackets_the_mean_and_is_seeded():
     values = {0: 0.2, 1: 0.4, 2: 0.9}
-    stat = report.hierarchical_bootstrap(list(values), 4, lambda u, blocks: values[u] + 0.01 * float(blocks.float().mean()), 300, seed=1)
+    stat = bootstrap.hierarchical_bootstrap(list(values), 4, lambda u, blocks: values[u] + 0.01 * float(blocks.float().mean()), 300, seed=1)
     assert stat["lo"] <= stat["mean"] <= stat["hi"]
-    assert stat == report.hierarchical_bootstrap(list(values), 4, lambda u, blocks: values[u] + 0.01 * float(blocks.float().mean()), 300, seed=1)
-    constant = report.hierarchical_bootstrap([0, 1], 3, lambda u, b: 0.5, 50)
+    assert stat == bootstrap.hierarchical_bootstrap(list(values), 4, lambda u, blocks: values[u] + 0.01 * float(blocks.float().mean()), 300, seed=1)
+    constant = bootstrap.hierarchical_bootstrap([0, 1], 3, lambda u, b: 0.5, 50)
     assert constant == {"mean": 0.5, "lo": 0.5, "hi": 0.5}
 
 
@@ -83,7 +84,7 @@ def test_report_folder_never_overwrites_a_users_files(tmp_path):
     user.mkdir()
     (user / "notes.txt").write_text("precious")
     with pytest.raises(FileExistsError, match="not a mechshift-lite report folder"):
-        report.prepare_out_dir(user)
-    ours = report.prepare_out_dir(tmp_path / "new")
+        output.prepare_out_dir(user)
+    ours = output.prepare_out_dir(tmp_path / "new")
     (ours / "report.json").write_text(json.dumps({}))
-    assert report.prepare_out_dir(ours) == ours          # ours: reused
+    assert output.prepare_out_dir(ours) == ours          # ours: reused

@@ -10,7 +10,8 @@ import torch
 from mechshift_lite import compare, diffusion, neurons, zoo
 from mechshift_lite.teaching import explorers
 from mechshift_lite.scores import Scores
-from mechshift_lite.experiment import model_inputs, task_pairs
+from mechshift_lite.experiment import task_pairs
+from mechshift_lite.inputs import ModelInputs
 from mechshift_lite.graph import Graph
 
 GRAPH = Graph(n_layers=3, n_heads=2)
@@ -65,7 +66,7 @@ def test_neuron_explorer_shows_the_first_models_most_variable_neurons():
     w = explorers.neuron_explorer(models, pairs, tok, n_neurons=5)
     for layer in (0, 2):
         set_controls(w, layer=layer, example=1)
-        x = model_inputs(models["ARM"], pairs, tok)
+        x = ModelInputs.from_pairs(models["ARM"], pairs, tok)
         length = int(pairs.readout_pos[1]) + 1
         acts = neurons.activations(models["ARM"], x.clean_ids, layer, x.attention_mask, x.attention)[:, :length]
         assert w.result == neurons.top_neurons(acts, 5).tolist()

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mechshift_lite import ModelConfig, Transformer, compare, experiment, plots
-from mechshift_lite import reporting as report
+from mechshift_lite import ModelConfig, Transformer, compare, experiment, plots, zoo
+from mechshift_lite.experiment import pools, report, verdicts
 from mechshift_lite.tasks import CANVAS, build_tokenizer
 
 TOK = build_tokenizer()
@@ -18,7 +18,7 @@ SMALL = experiment.ExperimentConfig(n_problems=12, n_chunks=3, method="EAP", ig_
 
 def write_fake_zoo(folder, seeds=(0, 1), snapshots=(100,)):
     entries = {}
-    rows = [(k, s, None) for s in seeds for k in experiment.KINDS] + [("mdm", seeds[0], step) for step in snapshots]
+    rows = [(k, s, None) for s in seeds for k in zoo.KINDS] + [("mdm", seeds[0], step) for step in snapshots]
     for i, (kind, seed, step) in enumerate(rows):
         name = f"{kind}-seed{seed}" + (f"-step{step}" if step else "")
         model = Transformer(CFG).init_weights(10 * seed + i)
@@ -39,8 +39,7 @@ def fake_zoo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(fake_zoo):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(experiment, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
-        mp.setattr(report, "correct", experiment.correct)
+        mp.setattr(pools, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
         return report.compute(SMALL, n_boot=20, zoo_dir=fake_zoo, progress=False)
 
 
@@ -80,7 +79,7 @@ def test_table_one_analogue_has_baselines_and_chance(result):
     assert o["chance_edge"] == pytest.approx(compare.chance_jaccard(result["graph"]["n_edges"], n, n))
     for key in ("edge_arm_mdm", "edge_arm_armc", "edge_arm_arm", "component_arm_mdm"):
         assert 0 <= o[key]["mean"] <= 1
-    text = report.table(result)
+    text = verdicts.table(result)
     assert "ARM-ARMc" in text and "countdown" in text and "early-layer fraction" in text
 
 
@@ -115,17 +114,17 @@ def test_report_writes_figures_and_reuses_a_valid_cache(fake_zoo, result, tmp_pa
 
 
 def test_summary_compares_by_intervals_and_follows_the_numbers(result):
-    text = report.summary(result)
+    text = verdicts.summary(result)
     assert "IOI (local)" in text and "Countdown (global)" in text
     changed = json.loads(json.dumps(result))
     o = changed["tasks"]["ioi"]["overlap"]
     o["edge_arm_mdm"] = {"mean": 0.2, "lo": 0.1, "hi": 0.3}
     o["edge_arm_armc"] = {"mean": 0.8, "lo": 0.7, "hi": 0.9}
     o["edge_arm_arm"] = {"mean": 0.25, "lo": 0.15, "hi": 0.35}
-    ioi = report.summary(changed).split("\n\n")[0]
+    ioi = verdicts.summary(changed).split("\n\n")[0]
     assert "below the ARM-ARM-continued" in ioi and "not separable from the overlap of two ARM seeds" in ioi
     o["edge_arm_mdm"] = {"mean": 0.95, "lo": 0.92, "hi": 0.98}
-    assert "above the ARM-ARM-continued" in report.summary(changed).split("\n\n")[0]
+    assert "above the ARM-ARM-continued" in verdicts.summary(changed).split("\n\n")[0]
 
 
 def test_report_command_writes_its_folder_and_refuses_a_foreign_one(fake_zoo, tmp_path, capsys):
@@ -134,7 +133,7 @@ def test_report_command_writes_its_folder_and_refuses_a_foreign_one(fake_zoo, tm
     args = ["report", "--zoo-dir", str(fake_zoo), "--problems", "12", "--chunks", "3", "--method", "EAP", "--ig-steps", "1",
             "--boot", "10", "--edge-fraction", "0.1", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(experiment, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
         assert main([*args, "--out", str(tmp_path / "out")]) == 0
         printed = capsys.readouterr().out
         written = json.loads((tmp_path / "out" / "report.json").read_text())

@@ -483,3 +483,16 @@ def anneal_mask(fn: Callable[[float, int, torch.Generator], Tensor]) -> None:
                                  f"{float(per_draw.var()):.4f}, but {independent:.4f} if every future key is drawn "
                                  "independently (one draw per row, per column or per mask is not enough)")
     passed("anneal_mask")
+
+
+# ----- chapter 11 -----------------------------------------------------------------------------
+
+def wilson_interval(fn: Callable[[int, int], tuple[float, float]]) -> None:
+    """Check ``fn(k, n) -> (low, high)`` against the package's 95% Wilson interval, at the edges too."""
+    from ..countdown_eval import wilson_interval as reference
+
+    for k, n in ((0, 50), (50, 50), (7, 50), (1, 3), (120, 500), (0, 0)):
+        got, expected = tuple(fn(k, n)), reference(k, n)
+        if len(got) != 2 or any(abs(g - e) > 1e-6 for g, e in zip(got, expected)):
+            raise AssertionError(f"wilson_interval: for k={k}, n={n} expected {expected}, got {got}")
+    passed("wilson_interval")

@@ -17,7 +17,7 @@ import torch
 from .. import compare, neurons
 from ..scores import Scores
 from ..diffusion import Sample
-from ..experiment import model_inputs
+from ..inputs import ModelInputs
 from ..model import Transformer
 from ..tasks.common import TaskPairs
 from ..tokenizer import Tokenizer
@@ -90,12 +90,12 @@ def neuron_explorer(models: Mapping[str, Transformer], pairs: TaskPairs, tokeniz
     """
     names = list(models)
     first = models[names[0]]
-    inputs = {name: model_inputs(model, pairs, tokenizer) for name, model in models.items()}
+    inputs = {name: ModelInputs.from_pairs(model, pairs, tokenizer) for name, model in models.items()}
     colors = [ARM_COLOR, MDM_COLOR] + ["black"] * len(names)
 
     def show(layer: int, example: int) -> list[int]:
         length = int(pairs.readout_pos[example]) + 1
-        acts = {name: neurons.activations(models[name], x.clean_ids, layer, x.attention_mask, x.attention)[:, :length]
+        acts = {name: neurons.activations(models[name], x, layer)[:, :length]
                 for name, x in inputs.items()}
         top = neurons.top_neurons(acts[names[0]], n_neurons)
         tokens = [tokenizer.tokens[t] for t in pairs.clean_ids[example, :length].tolist()]

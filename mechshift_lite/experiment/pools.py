@@ -1,20 +1,13 @@
-"""The mechanism-shift experiment in miniature: attribute every zoo model on both tasks.
+"""The pools of the experiment: task pairs, the common-correct pool, its blocks, and the attribution of every zoo model.
 
 For each task, one set of held-out clean/corrupted pairs is drawn. The **common-correct pool**
 keeps the pairs on which *every* model compared (ARM, MDM and ARM-continued of every seed) puts
 the clean answer token first at the readout position: the decision the attribution explains.
 All models are then attributed on exactly these pairs, split into ``n_chunks`` fixed blocks of
-examples, so the report can bootstrap over seeds *and* examples (see :mod:`mechshift_lite.reporting`).
+examples, so the report can bootstrap over seeds *and* examples (:mod:`.bootstrap`).
 
-How each model is read (the same positions for all, thanks to the shift):
-
-* ARM and ARM-continued: ``[BOS] prompt`` with causal attention;
-* MDM: ``[BOS] prompt [MASK] ... [MASK]`` (the canvas) with bidirectional attention. At diffusion
-  step ``k > 0`` the clean canvas holds the first ``k`` tokens the MDM's own confidence decoding
-  committed, and the corrupted canvas gets *the same tokens at the same positions*: clean and
-  corrupted share the mask configuration and the diffusion state, and differ only in the prompt.
-  The first answer slot, whose prediction the metric reads, is never committed (decoding goes
-  on around it), so every step explains the same decision.
+Each model reads its own view of the pairs (ARM: the prompt, causal; MDM: the masked canvas at a
+diffusion step, bidirectional): :meth:`mechshift_lite.inputs.ModelInputs.from_pairs`.
 """
 
 from __future__ import annotations
@@ -26,16 +19,17 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from . import diffusion, zoo
-from .attribution import attribute
-from .scores import Scores
-from .model import Transformer
-from .tasks import countdown, ioi
-from .tasks.common import TaskPairs
-from .tokenizer import Tokenizer
+from .. import zoo
+from ..attribution import attribute
+from ..inputs import ModelInputs
+from ..model import Transformer
+from ..scores import Scores
+from ..tasks import countdown, ioi
+from ..tasks.common import TaskPairs
+from ..tokenizer import Tokenizer
+from ..zoo import KINDS
 
 TASKS: tuple[str, ...] = ("ioi", "countdown")
-KINDS: tuple[str, ...] = ("arm", "mdm", "arm-continued")
 
 
 @dataclass(frozen=True)
@@ -76,39 +70,11 @@ def task_pairs(task: str, tokenizer: Tokenizer, n: int, seed: int) -> TaskPairs:
     raise ValueError(f"unknown task {task!r}; tasks: {TASKS}")
 
 
-@dataclass
-class ModelInputs:
-    """The inputs one model is attributed on (same readout positions for every model)."""
-
-    clean_ids: Tensor
-    corrupted_ids: Tensor
-    attention_mask: Tensor | None
-    attention: str
-
-
-def model_inputs(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, step: int = 0) -> ModelInputs:
-    """ARM view (prompt, causal) or MDM view (canvas at diffusion ``step``, bidirectional)."""
-    if model.attention == "causal":
-        return ModelInputs(pairs.clean_ids, pairs.corrupted_ids, pairs.attention_mask, "causal")
-    canvas = pairs.to_mdm(tokenizer)
-    clean, corrupted = canvas.clean_ids, canvas.corrupted_ids
-    if step > 0:
-        answer_start = pairs.readout_pos + 1
-        slots = torch.arange(clean.shape[1])[None, :]
-        explained = slots == answer_start[:, None]          # the token the metric reads stays masked
-        clean = diffusion.masked_state(model, clean, answer_start, step, tokenizer.mask_id, hold=explained)
-        in_answer = slots >= answer_start[:, None]
-        corrupted = torch.where(in_answer, clean, corrupted)
-    return ModelInputs(clean, corrupted, None, "bidirectional")
-
-
 @torch.no_grad()
 def correct(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer) -> Tensor:
     """``[n]`` bool: the model's top token at the readout is the clean answer token."""
-    inputs = model_inputs(model, pairs, tokenizer)
-    logits = model(inputs.clean_ids, inputs.attention_mask, attention=inputs.attention)
-    top = logits[torch.arange(len(pairs)), pairs.readout_pos].argmax(-1)
-    return top == pairs.answer_ids
+    inputs = ModelInputs.from_pairs(model, pairs, tokenizer)
+    return inputs.answer_is_top(inputs.run(model))
 
 
 def chunk_rows(n: int, n_chunks: int) -> list[Tensor]:
@@ -124,14 +90,11 @@ def chunk_rows(n: int, n_chunks: int) -> list[Tensor]:
 def attribute_chunks(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, cfg: ExperimentConfig, step: int = 0) -> Tensor:
     """``[n_chunks, n_src, n_dst]`` scores of each block of examples (their mean over blocks,
     weighted by block size, is the score over the whole pool)."""
-    inputs = model_inputs(model, pairs, tokenizer, step)
-    metric = pairs.metric()
+    inputs = ModelInputs.from_pairs(model, pairs, tokenizer, step)
+    metric = inputs.metric()
     parts = []
     for rows in chunk_rows(len(pairs), cfg.n_chunks):
-        mask = None if inputs.attention_mask is None else inputs.attention_mask[rows]
-        chunk_metric = _rows_metric(metric, rows)
-        scores = attribute(model, inputs.clean_ids[rows], inputs.corrupted_ids[rows], chunk_metric,
-                           method=cfg.method, ig_steps=cfg.ig_steps, attention_mask=mask, attention=inputs.attention)
+        scores = attribute(model, inputs.select(rows), _rows_metric(metric, rows), method=cfg.method, ig_steps=cfg.ig_steps)
         parts.append(scores.tensor)
     return torch.stack(parts)
 

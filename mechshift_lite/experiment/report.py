@@ -1,0 +1,91 @@
+"""The report: every analysis of the paper (and the checks it did not run) on the zoo, with CIs.
+
+:func:`compute` goes down the experiment once: the pools and their attribution
+(:func:`.pools.collect`), the score statistics per task (:class:`.statistics.Analysis`), the
+analyses that run the models (:mod:`.analyses`), the verdict (:mod:`.verdicts`). Every number
+is a mean over seeds with a 95% hierarchical bootstrap interval (:mod:`.bootstrap`).
+:func:`report` caches the result as JSON under a key made of the zoo's sha256 sums, the package's
+sources and the experiment config (:mod:`.cache`), so the book never recomputes what it has, and
+writes the output folder (:mod:`.output`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import __version__, zoo
+from ..zoo import KINDS
+from . import output
+from .analyses import ablation_analysis, lens_analysis, neuron_analysis
+from .cache import cache_key, default_cache_dir
+from .pools import TASKS, ExperimentConfig, collect, model_key, trajectory_steps, zoo_seeds
+from .statistics import Analysis
+from .verdicts import verdict
+
+DIFFUSION_STEPS = (0, 4, 8, 16, 24)   # committed answer tokens; the canvas has about 25 answer slots
+
+
+def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progress: bool = True) -> dict:
+    """Every number of the report, as a JSON-ready dict (no caching; see :func:`report`)."""
+    seeds = zoo_seeds(zoo_dir)
+    if not seeds:
+        raise ValueError("the zoo has no seed with all of arm, mdm and arm-continued: build it first (mechshift-lite zoo train)")
+    post_steps = trajectory_steps(seeds[0], zoo_dir)   # read once: the zoo may grow while we work
+    data = collect(cfg, seeds, DIFFUSION_STEPS, post_steps, zoo_dir, progress)
+    tokenizer = zoo.tokenizer(zoo_dir)
+    models = {model_key(k, s): zoo.load(k, s, zoo_dir=zoo_dir) for s in seeds for k in KINDS}
+    graph = next(iter(models.values())).graph
+    result = {"version": __version__, "config": cfg.to_dict(), "seeds": seeds, "n_boot": n_boot,
+              "graph": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "n_edges": graph.n_edges},
+              "tasks": {}}
+    bar = tqdm(total=len(TASKS) * 7 + 1, desc="analysing", disable=not progress)
+    for task in TASKS:
+        d = data[task]
+        a = Analysis(d, graph, cfg, seeds, n_boot)
+        stages = {
+            "overlap": a.overlaps,
+            "curve": a.curve,
+            "depth": a.depth,
+            "diffusion_steps": lambda: a.diffusion_steps([k for k in DIFFUSION_STEPS if k > 0]),
+            "trajectory": lambda: a.trajectory(post_steps),
+            "lens": lambda: lens_analysis(models, d.pairs, tokenizer, seeds, a, n_boot),
+            "ablation": lambda: ablation_analysis(models, d.pairs, tokenizer, seeds, a),
+        }
+        out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy}}
+        for name, stage in stages.items():
+            bar.set_postfix_str(f"{task}: {name}")
+            out[name] = stage()
+            bar.update()
+    bar.set_postfix_str("neurons")
+    result["neurons"] = neuron_analysis(models, {t: data[t].pairs for t in TASKS}, tokenizer, seeds, n_boot)
+    bar.update()
+    bar.close()
+    result["verdict"] = verdict(result)
+    return result
+
+
+def report(out_dir: str | Path | None = None, cfg: ExperimentConfig = ExperimentConfig(), n_boot: int = 500,
+           cache_dir: str | Path | None = None, zoo_dir=zoo.ZOO_DIR, progress: bool = True, recompute: bool = False) -> dict:
+    """Compute (or load from the cache) the report; optionally write JSON, table and figures to ``out_dir``.
+
+    The cache file is ``<cache_dir>/report-<key>.json`` with ``key`` from :func:`cache_key`;
+    a cached file whose stored key differs is stale and is recomputed.
+    """
+    key = cache_key(cfg, zoo_dir)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = cache / f"report-{key}-boot{n_boot}.json"
+    result = None
+    if path.exists() and not recompute:
+        stored = json.loads(path.read_text())
+        result = stored if stored.get("cache_key") == key else None   # stale or foreign file
+    if result is None:
+        result = compute(cfg, n_boot, zoo_dir, progress)
+        result["cache_key"] = key
+        cache.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1))
+    if out_dir is not None:
+        output.write(result, out_dir)
+    return result

@@ -1,0 +1,81 @@
+"""The report in words: the paper's three directions decided by the numbers, the summary and the table.
+
+Nothing here computes a statistic: every function reads the report dict of :func:`.report.compute`.
+"""
+
+from __future__ import annotations
+
+from .bootstrap import Stat
+from .pools import TASKS
+
+
+def verdict(result: dict) -> list[dict]:
+    """The paper's three directions, each with the numbers that decide it."""
+    t = result["tasks"]
+    ioi_j, cd_j = t["ioi"]["overlap"]["edge_arm_mdm"], t["countdown"]["overlap"]["edge_arm_mdm"]
+    front = t["countdown"]["depth"]["early_mdm_minus_arm"]
+    front_ioi = t["ioi"]["depth"]["early_mdm_minus_arm"]
+    w = {task: (t[task]["lens"]["winners_arm"]["mean"], t[task]["lens"]["winners_mdm"]["mean"]) for task in TASKS}
+    ent = {task: (t[task]["lens"]["entropy_top_arm"]["mean"], t[task]["lens"]["entropy_top_mdm"]["mean"]) for task in TASKS}
+    return [
+        {"claim": "ARM-MDM edge overlap is higher on IOI (local) than on Countdown (global)",
+         "holds": ioi_j["mean"] > cd_j["mean"],
+         "evidence": f"IOI {fmt(ioi_j)} vs Countdown {fmt(cd_j)}"},
+        {"claim": "the MDM front-loads attribution on Countdown (early-layer fraction MDM - ARM > 0, CI above 0)",
+         "holds": front["lo"] > 0,
+         "evidence": f"Countdown {fmt(front)}; IOI {fmt(front_ioi)}"},
+        {"claim": "the MDM is more distributed (more distinct winning components and flatter lens on both tasks)",
+         "holds": all(w[k][1] > w[k][0] and ent[k][1] > ent[k][0] for k in TASKS),
+         "evidence": "; ".join(f"{k}: winners ARM {w[k][0]:.1f} / MDM {w[k][1]:.1f}, lens entropy ARM {ent[k][0]:.2f} / MDM {ent[k][1]:.2f}" for k in TASKS)},
+    ]
+
+
+def versus(a: Stat, b: Stat) -> str:
+    """``"above"`` / ``"below"`` when the two 95% intervals do not overlap, else ``"not separable from"``."""
+    if a["lo"] > b["hi"]:
+        return "above"
+    if a["hi"] < b["lo"]:
+        return "below"
+    return "not separable from"
+
+
+def summary(result: dict) -> str:
+    """What the miniature found, in sentences (Markdown), every comparison decided by the intervals.
+
+    Two statistics are "above" or "below" each other only when their 95% intervals do not overlap;
+    otherwise they are "not separable" with these seeds and examples.
+    """
+    lines = []
+    for task, title in (("ioi", "IOI (local)"), ("countdown", "Countdown (global)")):
+        o, d = result["tasks"][task]["overlap"], result["tasks"][task]["depth"]
+        mdm, armc, seeds = o["edge_arm_mdm"], o["edge_arm_armc"], o["edge_arm_arm"]
+        text = (f"**{title}.** The ARM-MDM edge Jaccard is {fmt(mdm)}: {versus(mdm, armc)} the ARM-ARM-continued "
+                f"overlap {fmt(armc)}")
+        if seeds is not None:
+            text += f", {versus(mdm, seeds)} the overlap of two ARM seeds {fmt(seeds)}"
+        text += (f", and far above chance ({o['chance_edge']:.3f}). The MDM's early-layer fraction minus the ARM's is "
+                 f"{fmt(d['early_mdm_minus_arm'])}; the ARM-continued control's is {fmt(d['early_armc_minus_arm'])}.")
+        lines.append(text)
+    held = sum(v["holds"] for v in result["verdict"])
+    lines.append(f"Of the paper's three directions, {held} hold in this miniature (see the verdict table).")
+    return "\n\n".join(lines)
+
+
+def fmt(stat: Stat | None) -> str:
+    if stat is None:
+        return "n/a"
+    return f"{stat['mean']:.3f} [{stat['lo']:.3f}, {stat['hi']:.3f}]"
+
+
+def table(result: dict) -> str:
+    """The Table-1 analogue as text: task x metric, ARM-MDM beside its baselines (mean [95% CI])."""
+    lines = [f"{'task':10s} {'metric':22s} {'ARM-MDM':>24s} {'ARM-ARMc':>24s} {'ARM-ARM (seeds)':>24s} {'chance':>7s}"]
+    for task in TASKS:
+        o = result["tasks"][task]["overlap"]
+        for name, label, chance in (("edge", f"edge Jaccard (N={o['n_edges']})", o["chance_edge"]),
+                                    ("component", f"top-K share (K={o['k_components']})", o["chance_component"])):
+            lines.append(f"{task:10s} {label:22s} {fmt(o[f'{name}_arm_mdm']):>24s} {fmt(o[f'{name}_arm_armc']):>24s} "
+                         f"{fmt(o[f'{name}_arm_arm']):>24s} {chance:7.3f}")
+        d = result["tasks"][task]["depth"]
+        lines.append(f"{task:10s} {'early-layer fraction':22s} {'MDM ' + fmt(d['early_mdm']):>24s} {'ARMc ' + fmt(d['early_arm-continued']):>24s} {'ARM ' + fmt(d['early_arm']):>24s}")
+    return "\n".join(lines)
