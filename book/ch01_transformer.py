@@ -58,7 +58,7 @@ print("...", sum(p.numel() for p in model.parameters()), "parameters")
 #
 # The graph has one *source node* per attention head and per MLP, plus the token embedding
 # `input`. Each head reads the residual stream three times (its query, key and value inputs are
-# separate destinations, as in the EAP-IG reference), each MLP once, and the unembedding once.
+# separate destinations, as in the EAP-IG reference {cite:p}`hanna2024faith`), each MLP once, and the unembedding once.
 
 # %%
 graph = model.graph
@@ -70,13 +70,16 @@ print("edges:", graph.n_edges, " e.g.", graph.edge_names[:3])
 # `run_with_nodes` records every node's output and every destination's input by name. The
 # residual stream that the unembedding reads (`inputs["logits"]`) should equal the sum of all node
 # outputs, plus the terms that belong to no node: the position embeddings and one output bias per
-# attention layer.
+# attention layer. (A model without learned position embeddings has `W_pos = None`, and an
+# attention layer without an output bias has `b_O = None`; the cell below allows for both.)
 
 # %%
 ids = torch.randint(0, cfg.d_vocab, (3, 12), generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     run = model.run_with_nodes(ids)
-constants = model.W_pos[:12] + sum(block.attn.b_O for block in model.blocks)
+constants = sum(block.attn.b_O for block in model.blocks if block.attn.b_O is not None)  # 0 if there are none
+if model.W_pos is not None:  # learned position embeddings (GPT-2); LLaMA-style models rotate q and k instead
+    constants = constants + model.W_pos[:12]
 rebuilt = sum(run.outputs.values()) + constants
 print(f"max |residual - (sum of nodes + constants)| = {(run.inputs['logits'] - rebuilt).abs().max():.2e}")
 
@@ -95,14 +98,17 @@ fig.tight_layout()
 #
 # A head mixes the value vectors of the positions it attends to, then projects them with its own
 # slice of the output matrix: `out_h = pattern_h @ v_h @ W_O[h]`. `run.patterns[layer]` holds the
-# attention probabilities `[batch, head, query, key]`.
+# attention probabilities `[batch, head, query, key]`. With grouped-query attention (LLaMA, Qwen2)
+# several query heads share one key/value head: query head `h` reads the value weights of head
+# `h // group_size` (`group_size` is 1 without grouping).
 
 # %%
 layer, head = 1, 2
 block = model.blocks[layer]
 with torch.no_grad():
     x = block.ln1(run.inputs[f"a{layer}.h{head}<v>"])
-    v = x @ block.attn.W_V[head] + block.attn.b_V[head]
+    kv = head // block.attn.group_size  # the key/value head this query head reads
+    v = x @ block.attn.W_V[kv] + (0 if block.attn.b_V is None else block.attn.b_V[kv])
     by_hand = run.patterns[layer][:, head] @ v @ block.attn.W_O[head]
 print(f"max |by hand - recorded| = {(by_hand - run.outputs[f'a{layer}.h{head}']).abs().max():.2e}")
 
@@ -202,7 +208,8 @@ checks.head_output(head_output)
 
 # %% [markdown]
 # **3. (Open.)** Set `cfg` to the LLaMA family (`family="llama", act="silu", n_kv_heads=2`) and
-# rerun the chapter. Which terms disappear from `constants`, and why?
+# rerun the chapter (it runs unchanged). Which terms disappear from `constants`, and why? Which
+# value weights does head 2 of layer 1 read now, and why does the by-hand check still agree?
 
 # %%
 Markdown(viz.versions_footer())

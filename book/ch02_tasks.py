@@ -63,7 +63,7 @@ print(split_words("Then, Mary and John went to the store."), split_words("15,44,
 # %% [markdown]
 # ## IOI: a local task
 #
-# IOI comes from [Wang et al. (2022)](https://arxiv.org/abs/2211.00593). A sentence names two
+# IOI comes from {cite:t}`wang2022ioi`. A sentence names two
 # people, then mentions one of them again (the subject, S); the next word should be the other
 # person, the indirect object (IO). The prompt is the sentence without that last word. Each of
 # 8 sentence frames comes in two orders of the first mention: **BABA** (`S and IO`) and
@@ -144,11 +144,13 @@ for corruption, pairs in ioi_pairs.items():
 # %% [markdown]
 # ## Countdown: a task that needs a plan
 #
-# Countdown follows the rules of Stream of Search ([Gandhi et al. 2024](https://arxiv.org/abs/2404.03683)):
+# Countdown follows the rules of Stream of Search {cite:p}`gandhi2024sos`:
 # combine the numbers with `+ - * /` to reach the target. Each step combines two available
 # numbers into one (subtraction never goes negative, and division must be exact), and every
-# number is used exactly once. The format is that of the HKUNLP Dream `cd3` data: the
-# operands, then the target, then `[SEP]`; the answer is the chain of equations.
+# number is used exactly once. The format is that of the HKUNLP Dream `cd3` data {cite:p}`ye2025dream`: the
+# operands, then the target, then `[SEP]`; the answer is the chain of equations. The same group
+# used Countdown to argue that discrete diffusion models learn planning tasks on which
+# autoregressive models fail {cite:p}`ye2024beyond`.
 
 # %%
 cd_test = countdown.generate(300, seed=0, split="test")
@@ -317,7 +319,7 @@ print("IOI test names also seen in training:", {ex.meta["io"] for ex in ioi_test
 # - the **MDM** sees `[BOS] prompt` followed by `[MASK]` up to the canvas, with full
 #   bidirectional attention (`pairs.to_mdm(tok)`).
 #
-# Both models follow the *shift* of Dream and DiffuLLaMA: the logits at position $i$ predict
+# Both models follow the *shift* of Dream {cite:p}`ye2025dream` and DiffuLLaMA {cite:p}`gong2024scaling`: the logits at position $i$ predict
 # token $i+1$. So the first answer token is read at the last prompt position, `answer_start - 1`,
 # for both models. In the figure below the readout is the outlined cell, and the arrow points to
 # the slot it predicts.

@@ -15,7 +15,7 @@
 # was *post-trained* from it: the same weights, trained on for a while with another objective
 # and another attention mask. This chapter shows what that post-training does, step by step, on
 # the book's own models. We follow the recipe of DiffuGPT/DiffuLLaMA
-# ([Gong et al. 2025](https://arxiv.org/abs/2410.17891)): mask the answer at a random rate $t$,
+# {cite:p}`gong2024scaling`: mask the answer at a random rate $t$,
 # learn to fill it in with a *shifted*, $1/t$-weighted loss, and open the attention mask from
 # causal to bidirectional over the first part of training. Then we watch the trained MDM solve a
 # Countdown problem, and read the accuracies of every model in the zoo.
@@ -165,13 +165,96 @@ Markdown("\n".join(["| position $i$ | ARM reads | MDM reads | token at $i+1$ | A
 #
 # **The $1/t$ weight.** With the linear schedule (a slot is still clean at time $t$ with
 # probability $1 - t$), the masked-diffusion evidence lower bound weights the cross-entropy of
-# each masked slot by $1/t$ (MDLM, [Sahoo et al. 2024](https://arxiv.org/abs/2406.07524)). At a
+# each masked slot by $1/t$ (MDLM, {cite:p}`sahoo2024mdlm`). At a
 # small $t$ few slots are masked, so few terms enter the sum, and the weight scales them up. With
 # $t$ drawn uniformly, the weighted sum at one random $t$ is an unbiased estimate of the bound on
-# $-\log p(x_0)$.
+# $-\log p(x_0)$. Here is where the weight comes from.
 #
+# ### Derivation: from the evidence lower bound to the $1/t$-weighted loss
+#
+# Write $x_0$ for the clean sequence, $x_0^i$ for its slot $i$, and $\alpha_t$ for the probability
+# that a slot is still clean at time $t \in [0, 1]$ (here $\alpha_t = 1 - t$). The forward process
+# masks each maskable slot independently:
+#
+# $$
+# q(x_t^i = x_0^i \mid x_0) = \alpha_t, \qquad q(x_t^i = \texttt{[MASK]} \mid x_0) = 1 - \alpha_t .
+# $$
+#
+# **1. The bound.** Cut $[0, 1]$ into $T$ steps, $t_k = k/T$, and write $s = t_{k-1}$, $t = t_k$.
+# A model that unmasks step by step, from the all-`[MASK]` canvas at $t = 1$ to $x_0$, has the
+# usual variational bound of a latent-variable model:
+#
+# $$
+# -\log p_\theta(x_0) \le \underbrace{\mathbb{E}_q\big[-\log p_\theta(x_0 \mid x_{t_1})\big]}_{\text{reconstruction}}
+#   + \sum_{k=2}^{T} \mathbb{E}_q\, \mathrm{KL}\big(q(x_s \mid x_t, x_0) \,\|\, p_\theta(x_s \mid x_t)\big)
+#   + \underbrace{\mathrm{KL}\big(q(x_1 \mid x_0) \,\|\, p(x_1)\big)}_{= 0}.
+# $$
+#
+# The last term is 0: at $t = 1$ every maskable slot is `[MASK]`, under $q$ and under the prior.
+#
+# **2. The true reverse step.** Take one slot and $s < t$. If $x_t^i$ is a token, it is $x_0^i$,
+# and it stays so at $s$. If $x_t^i = \texttt{[MASK]}$, Bayes' rule with the forward
+# probabilities above gives
+#
+# $$
+# q(x_s^i = x_0^i \mid x_t^i = \texttt{[MASK]}, x_0) = \frac{\alpha_s - \alpha_t}{1 - \alpha_t}, \qquad
+# q(x_s^i = \texttt{[MASK]} \mid x_t^i = \texttt{[MASK]}, x_0) = \frac{1 - \alpha_s}{1 - \alpha_t}.
+# $$
+#
+# **3. The model's reverse step** has the same form, with the unknown $x_0^i$ replaced by the
+# model's prediction $p_\theta(\cdot \mid x_t)$ for slot $i$: it keeps the tokens it sees (they are
+# never changed again), and unmasks a masked slot to token $v$ with probability
+# $\frac{\alpha_s - \alpha_t}{1 - \alpha_t}\, p_\theta(x_0^i = v \mid x_t)$. This is MDLM's
+# parameterization, and the one the samplers below use.
+#
+# **4. The KL of one step.** Unmasked slots agree exactly and contribute 0. For a masked slot,
+# both distributions put the same mass $\frac{1 - \alpha_s}{1 - \alpha_t}$ on `[MASK]`, so only the
+# token outcome differs, and
+#
+# $$
+# \mathrm{KL}_i = \frac{\alpha_s - \alpha_t}{1 - \alpha_t}\,
+#   \log \frac{1}{p_\theta(x_0^i \mid x_t)}
+#   = \frac{\alpha_s - \alpha_t}{1 - \alpha_t}\, \mathrm{CE}_i(x_t),
+# $$
+#
+# the cross-entropy of the model's prediction for slot $i$ against the clean token.
+#
+# **5. The limit $T \to \infty$.** Then $\alpha_s - \alpha_t \approx -\alpha'_t / T$, the sum over
+# steps becomes an integral over $t$, and the reconstruction term vanishes (at $t \to 0$ nothing is
+# masked):
+#
+# $$
+# -\log p_\theta(x_0) \le \int_0^1 \frac{-\alpha'_t}{1 - \alpha_t}\;
+#   \mathbb{E}_{x_t \sim q(\cdot \mid x_0)} \Big[\sum_i \mathbb{1}[x_t^i = \texttt{[MASK]}]\, \mathrm{CE}_i(x_t)\Big]\, dt .
+# $$
+#
+# **6. The linear schedule.** With $\alpha_t = 1 - t$: $-\alpha'_t = 1$ and $1 - \alpha_t = t$, so the
+# weight is $1/t$, and the integral is an expectation over $t \sim U(0, 1)$:
+#
+# $$
+# -\log p_\theta(x_0) \le \mathbb{E}_{t \sim U(0,1)}\; \mathbb{E}_{x_t}\Big[\frac{1}{t} \sum_i \mathbb{1}[x_t^i = \texttt{[MASK]}]\, \mathrm{CE}_i(x_t)\Big].
+# $$
+#
+# This is the bound that MDLM and LLaDA {cite:p}`nie2025llada` train on. Three remarks connect it to
+# our loss. The prompt is never masked, so every probability is conditioned on it, and the bound is
+# on $-\log p_\theta(\text{answer} \mid \text{prompt})$. A post-trained MDM reads
+# $p_\theta(x_0^i \mid x_t)$ from the logits at position $i - 1$ (the shift), which changes which
+# position computes the prediction, not the bound. And drawing $t \sim U(\varepsilon, 1)$ drops the
+# sliver $[0, \varepsilon)$ of the integral, where almost nothing is masked.
+#
+# Why $1/t$ is the right size: at rate $t$ the expected number of masked slots is $t$ times the
+# number $\ell$ of maskable slots, so $\mathbb{E}[\text{masked count} / t] = \ell$ for every $t$. Each
+# mask rate contributes, on average, as many weighted terms as there are slots. On the batch drawn
+# above:
+
+# %%
+masked_count = ((x_t == tok.mask_id) & region).sum(1)
+print(f"mean of masked count / t over {len(t)} sequences: {(masked_count / t).mean():.2f}; "
+      f"mean number of maskable slots: {region.sum(1).float().mean():.2f}")
+
+# %% [markdown]
 # **The normaliser.** DiffuLLaMA divides the weighted sum by the number of masked slots in the
-# batch, not by the number of slots (as LLaDA does in pre-training). Dividing by the number of
+# batch, not by the number of slots (as LLaDA {cite:p}`nie2025llada` does in pre-training). Dividing by the number of
 # slots keeps the estimate of the bound unbiased. Dividing by the masked count does not quite,
 # but it keeps the loss on one scale when a small batch happens to draw mostly small or mostly
 # large $t$:

@@ -42,40 +42,40 @@ from IPython.display import Markdown
 import mechshift_lite as ml
 from mechshift_lite import compare, plots, viz, zoo
 from mechshift_lite.teaching import checks
-from mechshift_lite.experiment import model_inputs, task_pairs
+from mechshift_lite.experiment import task_pairs
 
 # %% [markdown]
 # ## Scores to start from
 #
-# We load the zoo's ARM and MDM (seed 0) and draw 32 held-out pairs of each task (chapter 2).
-# Every (model, task) combination gets EAP-IG scores ($m = 5$, chapter 4). `model_inputs` gives
+# We load the zoo's ARM and MDM (seed 0) and draw held-out pairs of each task (chapter 2). The
+# pairs are split in two halves: circuits are **chosen** on the first half and **evaluated** on
+# the second, so that a circuit is never tested on the examples its edges were picked on (a
+# circuit fitted to its own examples would look more faithful than it is). Every (model, task)
+# combination gets EAP-IG scores ($m = 5$, chapter 4) on the first half. `ml.ModelInputs.from_pairs` gives
 # each model its view of the pairs: the prompt with causal attention for the ARM, the masked
 # canvas with bidirectional attention for the MDM.
 
 # %%
 tok = zoo.tokenizer()
 models = {"ARM": zoo.load("arm", seed=0), "MDM": zoo.load("mdm", seed=0)}
-pairs = {task: task_pairs(task, tok, n=32, seed=0) for task in ("ioi", "countdown")}
+pairs = {task: task_pairs(task, tok, n=64, seed=0) for task in ("ioi", "countdown")}
 TASK_NAMES = {"ioi": "IOI", "countdown": "Countdown"}
+halves = {task: (torch.arange(len(p) // 2), torch.arange(len(p) // 2, len(p))) for task, p in pairs.items()}
+for task, (chosen_on, evaluated_on) in halves.items():
+    print(f"{TASK_NAMES[task]}: {len(chosen_on)} pairs to choose circuits on, {len(evaluated_on)} held-out pairs to evaluate them on")
 
-
-def inputs_of(model_name, task):
-    """The clean/corrupted ids and the attention arguments of one model on one task."""
-    inputs = model_inputs(models[model_name], pairs[task], tok)
-    kwargs = {"attention_mask": inputs.attention_mask, "attention": inputs.attention}
-    return models[model_name], inputs.clean_ids, inputs.corrupted_ids, pairs[task].metric(), kwargs
-
+views = {(model_name, task): ml.ModelInputs.from_pairs(model, pairs[task], tok)
+         for model_name, model in models.items() for task in pairs}
+inputs = {key: x.select(halves[key[1]][0]) for key, x in views.items()}    # circuits are chosen here
+held_out = {key: x.select(halves[key[1]][1]) for key, x in views.items()}  # and evaluated here
 
 scores = {}
-for model_name in models:
-    for task in pairs:
-        model, clean_ids, corrupted_ids, metric, kwargs = inputs_of(model_name, task)
-        scores[model_name, task] = ml.attribute(model, clean_ids, corrupted_ids, metric, method="EAP-IG-inputs",
-                                                ig_steps=5, **kwargs)
-        with torch.no_grad():
-            clean = metric(model(clean_ids, **kwargs)).mean()
-            corrupted = metric(model(corrupted_ids, **kwargs)).mean()
-        print(f"{model_name} {TASK_NAMES[task]:9s}: metric clean {clean:+.2f}, corrupted {corrupted:+.2f}")
+for (model_name, task), x in inputs.items():
+    model, metric = models[model_name], x.metric()
+    scores[model_name, task] = ml.attribute(model, x, metric, method="EAP-IG-inputs", ig_steps=5)
+    with torch.no_grad():
+        clean, corrupted = metric(x.run(model, "clean")).mean(), metric(x.run(model, "corrupted")).mean()
+    print(f"{model_name} {TASK_NAMES[task]:9s}: metric clean {clean:+.2f}, corrupted {corrupted:+.2f}")
 
 graph = models["ARM"].graph
 arm_ioi = scores["ARM", "ioi"]
@@ -149,26 +149,28 @@ fig.tight_layout()
 #
 # `ml.evaluate` runs the clean input, and every edge **outside** the circuit carries its sender's
 # output from the corrupted run (the patching rule of chapter 4, applied to all absent edges at
-# once). It returns one metric value per example. Two sanity checks follow from this rule: with
+# once). It returns one metric value per example. From here on, every evaluation uses the
+# held-out half of the pairs. Two sanity checks follow from this rule: with
 # no edge in the circuit, every destination gets corrupted inputs, so we get the corrupted run;
 # with every edge in it, we get the clean run.
 
 # %%
-model, clean_ids, corrupted_ids, metric, kwargs = inputs_of("ARM", "ioi")
+N_TOP = round(0.05 * graph.n_edges)  # 5% of the edges: the circuit size chapters 4 and 6 use
+model, x = models["ARM"], held_out["ARM", "ioi"]
+metric = x.metric()
 empty = ml.Circuit.from_edges(graph, [])
 full = ml.Circuit.from_mask(graph, graph.edge_mask)
 with torch.no_grad():
-    clean_values = metric(model(clean_ids, **kwargs))
-    corrupted_values = metric(model(corrupted_ids, **kwargs))
-empty_values = ml.evaluate(model, empty, clean_ids, corrupted_ids, metric, allow_empty=True, **kwargs)
-full_values = ml.evaluate(model, full, clean_ids, corrupted_ids, metric, **kwargs)
+    clean_values, corrupted_values = metric(x.run(model, "clean")), metric(x.run(model, "corrupted"))
+empty_values = ml.evaluate(model, empty, x, metric, allow_empty=True)
+full_values = ml.evaluate(model, full, x, metric)
 print(f"empty circuit: mean {empty_values.mean():+.3f}; corrupted run {corrupted_values.mean():+.3f}; "
       f"max |difference| {(empty_values - corrupted_values).abs().max():.1e}")
 print(f"full circuit:  mean {full_values.mean():+.3f}; clean run     {clean_values.mean():+.3f}; "
       f"max |difference| {(full_values - clean_values).abs().max():.1e}")
-circuit = ml.top_n(arm_ioi, 24)
-circuit_values = ml.evaluate(model, circuit, clean_ids, corrupted_ids, metric, **kwargs)
-print(f"top-24 circuit ({circuit.n_edges} edges after pruning): mean {circuit_values.mean():+.3f}")
+circuit = ml.top_n(arm_ioi, N_TOP)
+circuit_values = ml.evaluate(model, circuit, x, metric)
+print(f"top-{N_TOP} circuit ({circuit.n_edges} edges after pruning): mean {circuit_values.mean():+.3f}")
 
 # %% [markdown]
 # ## Faithfulness
@@ -185,13 +187,13 @@ print(f"top-24 circuit ({circuit.n_edges} edges after pruning): mean {circuit_va
 # circuits from 5 edges up to the whole graph, for both models on both tasks.
 
 # %%
-EDGE_COUNTS = [5, 10, 15, 20, 24, 30, 40, 60, 80, 120, 240, 479]
+EDGE_COUNTS = sorted({5, 10, 15, 20, N_TOP, 30, 40, 60, 80, 120, 240, graph.n_edges})
 
 
 def curve(model_name, task, method_scores, select=ml.top_n):
-    model, clean_ids, corrupted_ids, metric, kwargs = inputs_of(model_name, task)
-    return ml.faithfulness_curve(model, method_scores, clean_ids, corrupted_ids, metric, edge_counts=EDGE_COUNTS,
-                                 select=select, **kwargs)
+    """Faithfulness of the circuits chosen from ``method_scores``, on the held-out pairs."""
+    x = held_out[model_name, task]
+    return ml.faithfulness_curve(models[model_name], method_scores, x, x.metric(), edge_counts=EDGE_COUNTS, select=select)
 
 
 def smallest_faithful(result, level=0.8):
@@ -208,8 +210,20 @@ for ax, task in zip(axes, pairs):
 fig.suptitle("Faithfulness of circuits of growing size")
 fig.tight_layout()
 for (model_name, task), result in curves.items():
-    print(f"{model_name} {TASK_NAMES[task]:9s}: area {result.area:.3f}; faithfulness at n = 24: "
-          f"{result.faithfulness[EDGE_COUNTS.index(24)]:.2f}; >= 0.8 from {smallest_faithful(result)} edges after pruning")
+    print(f"{model_name} {TASK_NAMES[task]:9s}: area {result.area:.3f}; faithfulness at n = {N_TOP}: "
+          f"{result.faithfulness[EDGE_COUNTS.index(N_TOP)]:.2f}; >= 0.8 from {smallest_faithful(result)} edges after pruning")
+
+# %%
+# The claim of the next paragraph, checked on the curves above: the build fails if it stops holding.
+sizes, areas = {}, {}
+for task in pairs:
+    sizes[task] = [smallest_faithful(curves[m, task]) for m in models]
+    areas[task] = [curves[m, task].area for m in models]
+    assert None not in sizes[task] and max(sizes[task]) <= 1.25 * min(sizes[task]), (task, sizes[task])
+    assert abs(areas[task][0] - areas[task][1]) <= 0.05, (task, areas[task])
+Markdown("On the held-out pairs, faithfulness reaches 0.8 from " + "; ".join(
+    f"{sizes[t][0]} (ARM) and {sizes[t][1]} (MDM) edges on {TASK_NAMES[t]}, areas {areas[t][0]:.3f} and {areas[t][1]:.3f}"
+    for t in pairs) + ".")
 
 # %% [markdown]
 # On both tasks the two models need circuits of similar size to recover most of the clean
@@ -223,20 +237,36 @@ for (model_name, task), result in curves.items():
 # selection, for the ARM.
 
 # %%
+variant_curves = {}
 fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
 for ax, task in zip(axes, pairs):
-    model, clean_ids, corrupted_ids, metric, kwargs = inputs_of("ARM", task)
-    eap = ml.attribute(model, clean_ids, corrupted_ids, metric, method="EAP", **kwargs)
+    x = inputs["ARM", task]
+    eap = ml.attribute(models["ARM"], x, x.metric(), method="EAP")
     variants = {"EAP-IG, top_n": curves["ARM", task], "EAP, top_n": curve("ARM", task, eap),
                 "EAP-IG, greedy": curve("ARM", task, scores["ARM", task], select=ml.greedy)}
+    variant_curves[task] = variants
     ax.set_prop_cycle(color=[viz.ARM_COLOR, "black", viz.CONTROL_COLOR], linestyle=["-", "--", ":"])
     ml.plot_faithfulness(variants, ax=ax)
     ax.set_title(f"ARM, {TASK_NAMES[task]}")
     for label, result in variants.items():
         print(f"ARM {TASK_NAMES[task]:9s} {label:15s}: area {result.area:.3f}, "
-              f"faithfulness at n = 10, 24, 40: {', '.join(f'{result.faithfulness[EDGE_COUNTS.index(n)]:.2f}' for n in (10, 24, 40))}")
+              f"faithfulness at n = 10, {N_TOP}, 40: {', '.join(f'{result.faithfulness[EDGE_COUNTS.index(n)]:.2f}' for n in (10, N_TOP, 40))}")
 fig.suptitle("Which scores make the better small circuits?")
 fig.tight_layout()
+
+# %%
+# The claims of the next paragraph, checked on the curves above (circuits of up to 40 edges asked).
+small = [i for i, n in enumerate(EDGE_COUNTS) if n <= 40]
+gap = lambda a, b: max(abs(a.faithfulness[i] - b.faithfulness[i]) for i in small)
+v_ioi, v_cd = variant_curves["ioi"], variant_curves["countdown"]
+assert max(gap(v_ioi["EAP-IG, top_n"], v) for v in v_ioi.values()) <= 0.1           # IOI: the three nearly coincide
+need = {label: smallest_faithful(v) for label, v in v_cd.items()}
+assert need["EAP, top_n"] is None or need["EAP, top_n"] > need["EAP-IG, top_n"], need  # Countdown: EAP needs more
+assert all(gap(v["EAP-IG, top_n"], v["EAP-IG, greedy"]) <= 0.1 for v in variant_curves.values())  # greedy ~ top_n
+Markdown(f"Largest faithfulness gap between the three curves on IOI, up to 40 edges: "
+         f"{max(gap(v_ioi['EAP-IG, top_n'], v) for v in v_ioi.values()):.2f}. On Countdown, faithfulness reaches 0.8 from "
+         + ", ".join(f"{'no size on the curve' if n is None else f'{n} edges'} with {label}" for label, n in need.items())
+         + " (edges kept after pruning).")
 
 # %% [markdown]
 # On IOI the three curves nearly coincide. On Countdown, the circuits from EAP's scores need
@@ -250,7 +280,7 @@ fig.tight_layout()
 #
 # `plots.draw_circuit` places every node by layer (x) and by head, with the MLP on the bottom
 # row (y). Each edge of the circuit is a curve with width proportional to its $|\text{score}|$,
-# coloured by the input it reaches. Below are the top-24 circuits (5% of the edges, the size the
+# coloured by the input it reaches. Below are the top-$N$ circuits ($N$ = 5% of the edges, the size the
 # comparison chapters use) of both models on both tasks.
 
 # %%
@@ -258,11 +288,11 @@ fig, axes = plt.subplots(2, 2, figsize=(15, 8))
 for row, task in zip(axes, pairs):
     for ax, model_name in zip(row, models):
         task_scores = scores[model_name, task]
-        circuit = ml.top_n(task_scores, 24)
+        circuit = ml.top_n(task_scores, N_TOP)
         plots.draw_circuit(circuit, task_scores, ax=ax)
         ax.set_title(f"{model_name}, {TASK_NAMES[task]}: {circuit.n_edges} edges, {len(circuit.nodes)} nodes",
                      color=viz.ARM_COLOR if model_name == "ARM" else viz.MDM_COLOR)
-fig.suptitle("Top-24 EAP-IG circuits")
+fig.suptitle(f"Top-{N_TOP} EAP-IG circuits")
 fig.tight_layout()
 
 # %% [markdown]
@@ -309,7 +339,7 @@ checks.faithfulness(faithfulness)
 
 # %% [markdown]
 # **3. (Open.)** Faithfulness is a ratio of *means*. Compute the per-example ratio
-# $(m_\text{circuit} - m_\text{empty}) / (m_\text{clean} - m_\text{empty})$ for the top-24 circuit
+# $(m_\text{circuit} - m_\text{empty}) / (m_\text{clean} - m_\text{empty})$ for the top-$N$ circuit
 # of the ARM on IOI, and plot its distribution. Is the circuit equally faithful on every example?
 # Which examples would you look at first, and what would you expect to find in them?
 

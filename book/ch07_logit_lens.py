@@ -11,11 +11,13 @@
 # %% [markdown]
 # # 7. Logit lens: what each component says
 #
-# Attribution tells us *which* edges matter for the metric. The component-wise logit lens asks a
-# more direct question: at the readout position, what does each head's and each MLP's output say
-# about the next token, if we read it straight through the unembedding? The paper uses it to argue
-# that the ARM solves Countdown with a few sharply specialised components, and the MDM with many
-# components that each contribute a little ("distributed integration").
+# Attribution tells us *which* edges matter for the metric. The component-wise logit lens (after
+# the logit lens of {cite:t}`nostalgebraist2020logitlens`, which reads the residual stream of each
+# layer through the unembedding) asks a more direct question: at the readout position, what does
+# each head's and each MLP's output say about the next token, if we read it straight through the
+# unembedding? The paper uses it to argue that the ARM solves Countdown with a few sharply
+# specialised components, and the MDM with many components that each contribute a little
+# ("distributed integration").
 #
 # By the end of this chapter you will be able to:
 #
@@ -39,7 +41,7 @@ from IPython.display import Markdown
 import mechshift_lite as ml
 from mechshift_lite import lens, plots, viz, zoo
 from mechshift_lite.teaching import checks
-from mechshift_lite.experiment import model_inputs, task_pairs
+from mechshift_lite.experiment import task_pairs
 from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
 
 # %% [markdown]
@@ -66,12 +68,8 @@ TASK_NAMES = {"ioi": "IOI", "countdown": "Countdown"}
 pairs = {task: task_pairs(task, tok, n=32, seed=0) for task in TASK_NAMES}
 
 
-def lens_of(model, task):
-    inputs = model_inputs(model, pairs[task], tok)
-    return lens.component_lens(model, inputs.clean_ids, pairs[task].readout_pos, inputs.attention_mask, inputs.attention)
-
-
-lenses = {(name, task): lens_of(model, task) for name, model in models.items() for task in TASK_NAMES}
+lenses = {(name, task): lens.component_lens(model, ml.ModelInputs.from_pairs(model, pairs[task], tok))
+          for name, model in models.items() for task in TASK_NAMES}
 for (name, task), reading in lenses.items():
     rebuilt = reading.logits.sum(0) + reading.constant
     print(f"{name} {TASK_NAMES[task]:9s}: max |sum of component logits + constant - model logits| = "

@@ -38,8 +38,9 @@ from IPython.display import Markdown
 import mechshift_lite as ml
 from mechshift_lite import neurons, plots, viz, zoo
 from mechshift_lite.teaching import checks
-from mechshift_lite.experiment import model_inputs, task_pairs
-from mechshift_lite.reporting import CATEGORIES, pooled_neuron_activations, versus
+from mechshift_lite.experiment import task_pairs
+from mechshift_lite.experiment.analyses import CATEGORIES, pooled_neuron_activations
+from mechshift_lite.experiment.verdicts import versus
 from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
 
 # %% [markdown]
@@ -58,8 +59,7 @@ LAYER = 0
 
 acts = {}
 for name, model in models.items():
-    inputs = model_inputs(model, pairs["countdown"], tok)
-    acts[name] = neurons.activations(model, inputs.clean_ids, LAYER, inputs.attention_mask, inputs.attention)
+    acts[name] = neurons.activations(model, ml.ModelInputs.from_pairs(model, pairs["countdown"], tok), LAYER)
 
 prompt_len = int(pairs["countdown"].readout_pos[0]) + 1
 tokens = [tok.tokens[t] for t in pairs["countdown"].clean_ids[0, :prompt_len].tolist()]
@@ -125,8 +125,12 @@ fig.tight_layout()
 # ## Over seeds
 #
 # The report computes the category profiles on both tasks' common-correct pools together, for
-# every seed, and gives the median selectivity and breadth with their intervals (resampling seeds,
-# then examples). The heatmaps show the mean activation per category of the 16 most variable
+# every seed, and gives the median selectivity and breadth with their intervals. The bootstrap
+# resamples the seeds, then, within each seed drawn, the layer's *neurons*: one row per neuron (its
+# selectivity or its breadth), whose median is taken. The prompts are not resampled: every replicate
+# uses the profiles computed on the whole pool (`experiment.analyses.neuron_analysis`). So the
+# interval says how much the median moves between seeds and between neurons, not between prompt
+# sets. The heatmaps show the mean activation per category of the 16 most variable
 # neurons of seed 0.
 
 # %%

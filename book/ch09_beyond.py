@@ -38,14 +38,13 @@ if "google.colab" in sys.modules:
 
 # %%
 import matplotlib.pyplot as plt
-import torch
 from IPython.display import Markdown
 
 import mechshift_lite as ml
 from mechshift_lite import ablation, plots, viz, zoo
 from mechshift_lite.teaching import checks
-from mechshift_lite.experiment import model_inputs, task_pairs
-from mechshift_lite.reporting import versus
+from mechshift_lite.experiment import task_pairs
+from mechshift_lite.experiment.verdicts import versus
 from mechshift_lite.viz import MDM_COLOR
 
 result = ml.report(progress=False)
@@ -74,7 +73,7 @@ mdm = zoo.load("mdm", seed=0)
 cd_pairs = task_pairs("countdown", tok, n=4, seed=0)
 show = lambda ids: tok.decode(ids.tolist()).replace("[MASK]", "_")   # _ = [MASK]
 for k in [0] + result["tasks"]["countdown"]["diffusion_steps"]["steps"]:
-    inputs = model_inputs(mdm, cd_pairs, tok, step=k)
+    inputs = ml.ModelInputs.from_pairs(mdm, cd_pairs, tok, step=k)
     print(f"step {k:2d} clean    : {show(inputs.clean_ids[0])}")
 print(f"step {k:2d} corrupted: {show(inputs.corrupted_ids[0])}")
 
@@ -111,11 +110,10 @@ Markdown("| task | model | ablated (seed 0) | drop, targeted | drop, random |\n|
 
 # %%
 ioi_pairs = task_pairs("ioi", tok, n=64, seed=1)
-inputs = model_inputs(mdm, ioi_pairs, tok)
-rows = torch.arange(len(ioi_pairs))
+inputs = ml.ModelInputs.from_pairs(mdm, ioi_pairs, tok)
 for nodes in ([], result["tasks"]["ioi"]["ablation"]["components_mdm"], ablation.random_components(mdm.graph, 3, seed=0)):
-    logits = ablation.ablated_logits(mdm, inputs.clean_ids, nodes, "mean", inputs.attention_mask, inputs.attention)
-    accuracy = (logits[rows, ioi_pairs.readout_pos].argmax(-1) == ioi_pairs.answer_ids).double().mean()
+    logits = ablation.ablated_logits(mdm, inputs, nodes, "mean")
+    accuracy = inputs.answer_is_top(logits).double().mean()
     print(f"MDM on 64 IOI pairs, ablating {nodes or 'nothing'}: accuracy {accuracy:.2f}")
 
 # %% [markdown]

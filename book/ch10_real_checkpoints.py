@@ -11,10 +11,12 @@
 # %% [markdown]
 # # 10. Scaling up to real checkpoints
 #
-# The earlier chapters trained small models on a laptop. The paper studied three real pairs of an
-# autoregressive model (ARM) and the masked diffusion model (MDM) post-trained from it: GPT-2 and
-# DiffuGPT-S, Qwen2.5-7B and Dream-v0-Base-7B, LLaMA-2-7B and DiffuLLaMA. This chapter runs the
-# same analysis on them, with the same calls: load both models, build clean/corrupted pairs for
+# The earlier chapters trained small models on a laptop. The paper studied two real 7B pairs of an
+# autoregressive model (ARM) and the masked diffusion model (MDM) post-trained from it: Qwen2.5-7B
+# and Dream-v0-Base-7B {cite:p}`ye2025dream`, LLaMA-2-7B and DiffuLLaMA {cite:p}`gong2024scaling`.
+# This chapter adds a third, small pair that the paper did not study, GPT-2 and DiffuGPT-S (from the
+# same work as DiffuLLaMA), because it fits a free Colab GPU. It runs the same analysis on all
+# three, with the same calls: load both models, build clean/corrupted pairs for
 # their tokenizer, attribute with EAP-IG, compare the top edges, look at where in depth the
 # attribution lives, and read the components with the logit lens.
 #
@@ -176,8 +178,8 @@ print(tok.convert_ids_to_tokens(canvas.clean_ids[0, end - 3 : end + 4]))
 # %% [markdown]
 # ## The analysis, in one function
 #
-# For one pair and both tasks: EAP-IG with interpolated inputs (`ig_steps=5`, the paper's
-# setting) on the ARM (causal, prompt only) and on the MDM (bidirectional, prompt then masks);
+# For one pair and both tasks: EAP-IG with interpolated inputs (`ig_steps=5`, the EAP-IG
+# reference's setting; the paper does not say which it used) on the ARM (causal, prompt only) and on the MDM (bidirectional, prompt then masks);
 # the Jaccard index of their top-N edges, next to the chance level for N random edges of the same
 # graph; and the component logit lens on a few examples. The paper keeps N = 1000 edges of
 # graphs with about a million; the stand-ins' graphs have 479 edges, so N is capped at 5% of the
@@ -185,8 +187,8 @@ print(tok.convert_ids_to_tokens(canvas.clean_ids[0, end - 3 : end + 4]))
 # examples instead of eight, which keeps the build fast (attention costs grow with the square of
 # the prompt length).
 #
-# With real models you would first keep the pairs both models answer correctly (the paper uses
-# 500 of them): run both, and pass the common rows to `pairs.select(rows)`.
+# With real models you would first keep the pairs both models answer correctly (the paper's
+# fifth version uses 500 of them, according to a third-party note on it): run both, and pass the common rows to `pairs.select(rows)`.
 
 # %%
 N_EDGES, N_MASK = 1000, {"IOI": 4, "Countdown": 24}   # mask slots: about the answer's length
@@ -293,9 +295,10 @@ Markdown("\n".join(rows))
 # For comparison, the paper's Table 1 (v1, EAP-IG, Jaccard of the top-1000 edges). We quote it
 # from a machine-made summary of the paper, not from the table itself, so treat the digits with
 # care. The chance levels are computed with `compare.chance_jaccard` for our graph of each model
-# (q/k/v inputs separate, one `<k>`/`<v>` per query head); the paper does not say how it counted
-# Qwen's grouped heads, and with shared key/value inputs Qwen2.5-7B's graph would have about
-# 320,000 edges (chance 0.0016).
+# (q/k/v inputs separate, one `<k>`/`<v>` per query head; the cell below prints Qwen2.5-7B's edge
+# count). The paper does not say how it counted Qwen's grouped heads, nor whether a head's query,
+# key and value inputs are separate destinations; exercise 3 asks how much another count moves
+# the chance level.
 #
 # | task | Qwen2.5-7B vs Dream-7B | LLaMA-2-7B vs DiffuLLaMA |
 # | --- | --- | --- |
@@ -305,6 +308,8 @@ Markdown("\n".join(rows))
 # %%
 paper = {"Qwen2.5-7B / Dream-7B": {"IOI": 0.193, "Countdown": 0.008},
          "LLaMA-2-7B / DiffuLLaMA": {"IOI": 0.088, "Countdown": 0.032}}
+qwen_graph = ml.Graph(n_layers=28, n_heads=28)   # Qwen2.5-7B: 28 layers of 28 query heads
+print(f"Qwen2.5-7B, our graph (q/k/v separate, one <k>/<v> per query head): {qwen_graph.n_edges:,} edges")
 for name, table in paper.items():
     layers, heads = SIZES[name][:2]
     chance = compare.chance_jaccard(ml.Graph(layers, heads).n_edges, 1000, 1000)
