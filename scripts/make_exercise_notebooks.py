@@ -1,7 +1,9 @@
 """Make the chapter notebooks Colab-ready and write an exercises version of each.
 
 MyST directives (``{admonition}``, ``{note}``...) are rewritten as Markdown blockquotes, which
-Colab and Jupyter render. In the exercises version every cell tagged ``solution`` becomes a stub.
+Colab and Jupyter render, and citation roles (``{cite:t}`key` ``, ``{cite:p}`key` ``) as plain
+"Author et al. (year)" text with a link to the work, from ``references.bib``. In the exercises
+version every cell tagged ``solution`` becomes a stub.
 
 A stub keeps the signature (and docstring) of each function the solution defines and replaces its
 body with ``raise NotImplementedError("your code here")``, so the checks that follow still find
@@ -44,6 +46,40 @@ def stub(solution: str) -> str:
     return "\n\n\n".join(stubs) or STUB
 
 
+BIBLIOGRAPHY = Path(__file__).resolve().parent.parent / "references.bib"
+CITATION = re.compile(r"\{cite:(?P<style>[tp])\}`(?P<keys>[^`]+)`")
+_ENTRY = re.compile(r"@\w+\{(?P<key>[^,\s]+),(?P<fields>.*?)\n\}", re.DOTALL)
+_FIELD = re.compile(r"(?P<name>\w+)\s*=\s*\{(?P<value>[^{}]*(?:\{[^{}]*\}[^{}]*)*)\}")
+
+
+def bibliography(path: Path = BIBLIOGRAPHY) -> dict[str, dict[str, str]]:
+    """``{key: {"author": ..., "year": ..., "url": ...}}`` of a BibTeX file (the fields this script reads)."""
+    return {m["key"]: {f["name"].lower(): f["value"] for f in _FIELD.finditer(m["fields"])}
+            for m in _ENTRY.finditer(path.read_text())}
+
+
+def _cite(entry: dict[str, str], style: str) -> str:
+    surnames = [name.split(",")[0].strip() for name in entry["author"].split(" and ")]
+    who = surnames[0] if len(surnames) == 1 else " and ".join(surnames) if len(surnames) == 2 else f"{surnames[0]} et al."
+    who = who.replace("{", "").replace("}", "")
+    text = f"{who} ({entry['year']})" if style == "t" else f"{who} {entry['year']}"
+    return f"[{text}]({entry['url']})" if "url" in entry else text
+
+
+def plain_citations(source: str, works: dict[str, dict[str, str]]) -> str:
+    """``{cite:t}`a,b` `` -> "A et al. (2024), B (2023)"; ``{cite:p}`a` `` -> "(A et al. 2024)"."""
+
+    def replace(match: re.Match) -> str:
+        keys = [key.strip() for key in match["keys"].split(",")]
+        missing = [key for key in keys if key not in works]
+        if missing:
+            raise KeyError(f"citation keys {missing} are not in {BIBLIOGRAPHY.name}")
+        cited = "; ".join(_cite(works[key], match["style"]) for key in keys)
+        return cited if match["style"] == "t" else f"({cited})"
+
+    return CITATION.sub(replace, source)
+
+
 DIRECTIVE = re.compile(r"^(```|:::)\{(?P<name>[\w-]+)\}[ \t]*(?P<title>[^\n]*)\n(?P<body>.*?)^\1[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
@@ -60,11 +96,12 @@ def plain_markdown(source: str) -> str:
 
 
 def colab_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``notebook`` whose Markdown cells use no MyST directives."""
+    """A copy of ``notebook`` whose Markdown cells use no MyST directives and no citation roles."""
     plain = nbformat.from_dict(notebook)
+    works = bibliography()
     for cell in plain.cells:
         if cell.cell_type == "markdown":
-            cell.source = plain_markdown(cell.source)
+            cell.source = plain_citations(plain_markdown(cell.source), works)
     return plain
 
 

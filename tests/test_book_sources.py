@@ -17,7 +17,9 @@ import mechshift_lite
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
-from make_exercise_notebooks import SOLUTION_TAG, colab_version, exercises_version, plain_markdown  # noqa: E402
+from make_exercise_notebooks import (  # noqa: E402
+    SOLUTION_TAG, bibliography, colab_version, exercises_version, plain_citations, plain_markdown,
+)
 
 CHAPTERS = sorted((ROOT / "book").glob("ch*.py"))
 REPOSITORY = "https://github.com/mechshift-lite/mechshift-lite"
@@ -98,8 +100,25 @@ def test_directives_become_blockquotes_that_colab_renders() -> None:
     assert plain_markdown("```python\nx = 1\n```") == "```python\nx = 1\n```"   # code blocks stay
 
 
+def test_citation_roles_become_linked_author_year_text() -> None:
+    works = {"a": {"author": "Hanna, Michael and Pezzelle, Sandro and Belinkov, Yonatan", "year": "2024", "url": "u"},
+             "b": {"author": "nostalgebraist", "year": "2020"}}
+    assert plain_citations("EAP-IG {cite:p}`a`.", works) == "EAP-IG ([Hanna et al. 2024](u))."
+    assert plain_citations("{cite:t}`a,b` showed", works) == "[Hanna et al. (2024)](u); nostalgebraist (2020) showed"
+    with pytest.raises(KeyError, match="not in references.bib"):
+        plain_citations("{cite:p}`missing`", works)
+
+
+def test_every_cited_key_is_in_the_bibliography() -> None:
+    keys = set(bibliography())
+    cited = {key.strip() for path in [*CHAPTERS, ROOT / "book" / "intro.md", *(ROOT / "book").glob("*.md")]
+             for group in re.findall(r"\{cite:[tp]\}`([^`]+)`", path.read_text()) for key in group.split(",")}
+    assert cited and cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
 def test_colab_notebooks_have_no_myst_directives(path: Path) -> None:
     for cell in colab_version(read_chapter(path)).cells:
         if cell.cell_type == "markdown":
             assert not re.search(r"^(```|:::)\{", cell.source, re.MULTILINE), cell.source[:200]
+            assert "{cite" not in cell.source, cell.source[:200]
