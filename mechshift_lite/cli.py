@@ -4,6 +4,7 @@
     mechshift-lite zoo train --kind mdm --seed 0     # reproduce a checkpoint from its recipe
     mechshift-lite zoo verify                        # re-measure the accuracies, compare with the manifest
     mechshift-lite report --out results/             # every analysis, with baselines and CIs (cached)
+    mechshift-lite eval countdown FILE.jsonl --kind mdm --seed 0   # score a model on outside Countdown data
 
 Each command group registers its subcommands in :func:`build_parser`; add new groups there.
 """
@@ -27,9 +28,10 @@ def _zoo_list(args: argparse.Namespace) -> int:
 
 def _zoo_train(args: argparse.Namespace) -> int:
     from . import tasks, zoo
-    from .training import training_data
+    from .training import check_device, training_data
     from .zoo import build
 
+    check_device(args.device)  # a clear error before the training data is built
     tokenizer = tasks.build_tokenizer()
     recorded = zoo.manifest()["checkpoints"].get(build.checkpoint_name(args.kind, args.seed)) if build.MANIFEST.exists() else None
     if recorded is not None and recorded["train_config"] != build.recipe(args.kind, args.seed).to_dict():
@@ -38,9 +40,10 @@ def _zoo_train(args: argparse.Namespace) -> int:
     data = training_data(build.recipe(args.kind, args.seed), tokenizer, tasks.CANVAS)
     needed = [args.kind] if args.kind == "arm" else ["arm", args.kind]
     for kind in needed:
-        result = build.train_kind(kind, args.seed, tokenizer, data, args.work_dir, progress=not args.quiet)
-        print(f"{build.checkpoint_name(kind, args.seed)}: {result.step} steps, {result.wall_time_s:.0f} s "
-              f"(run directory {args.work_dir / build.checkpoint_name(kind, args.seed)})")
+        result = build.train_kind(kind, args.seed, tokenizer, data, args.work_dir, progress=not args.quiet,
+                                  device=args.device)
+        print(f"{build.checkpoint_name(kind, args.seed)}: {result.step} steps, {result.wall_time_s:.0f} s on "
+              f"{'+'.join(result.devices)} (run directory {args.work_dir / build.checkpoint_name(kind, args.seed)})")
     if args.publish:
         steps = [None, 0, *build.SNAPSHOTS] if args.kind == "mdm" and args.seed in build.SNAPSHOT_SEEDS else [None]
         for kind in needed:
@@ -85,7 +88,8 @@ def _zoo_verify(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from .experiment import ExperimentConfig
-    from .reporting import report, summary, table
+    from .experiment.report import report
+    from .experiment.verdicts import summary, table
 
     cfg = ExperimentConfig(n_problems=args.problems, n_chunks=args.chunks, method=args.method, ig_steps=args.ig_steps,
                            edge_fraction=args.edge_fraction, mdm_step=args.mdm_step)
@@ -97,6 +101,39 @@ def _report(args: argparse.Namespace) -> int:
     print("\n" + summary(result).replace("**", ""))
     if args.out is not None:
         print(f"report.json, table.txt and figures written to {args.out}")
+    return 0
+
+
+def _eval_countdown(args: argparse.Namespace) -> int:
+    import json
+
+    from . import countdown_eval, zoo
+
+    tokenizer = zoo.tokenizer()
+    if args.model_file is not None:
+        model, mode = countdown_eval.load_model_file(args.model_file, tokenizer, args.mode)
+        name = str(args.model_file)
+    else:
+        model, mode = zoo.load(args.kind, args.seed, args.step), "mdm" if args.kind == "mdm" else "arm"
+        name = f"{args.kind} seed {args.seed}" + ("" if args.step is None else f" step {args.step}")
+    found = countdown_eval.read_problems(args.file)
+    result = countdown_eval.evaluate(model, tokenizer, found, mode)
+    out = args.out or args.file.with_name(args.file.stem + ".scored.jsonl")
+    out.write_text("".join(json.dumps(row) + "\n" for row in result.rows))
+    summary = {"model": name, "mode": mode, "file": str(args.file), "rows_written_to": str(out), **result.summary()}
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    if summary["n_scored"] == 0:
+        print(f"{name}: no problem of {args.file} could be scored ({summary['n_skipped']} skipped: {summary['skipped']})")
+        return 0
+    low, high = summary["ci95"]
+    print(f"{name} ({mode}): {summary['accuracy']:.1%} of {summary['n_scored']} problems solved, 95% CI [{low:.1%}, {high:.1%}]")
+    print(f"  {summary['n_in_training_split']} of them lie in this project's training split"
+          + ("" if summary["accuracy_held_out_only"] is None else f"; held-out only: {summary['accuracy_held_out_only']:.1%}"))
+    if summary["n_skipped"]:
+        print(f"  {summary['n_skipped']} skipped: " + "; ".join(f"{n} with {why}" for why, n in summary["skipped"].items()))
+    print(f"  one line per problem (answer, correct, in_training_split) in {out}")
     return 0
 
 
@@ -118,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--work-dir", type=Path, default=build.DEFAULT_WORK_DIR,
                        help="where the resumable runs live (default: %(default)s)")
+    train.add_argument("--device", default="cpu",
+                       help="where the steps run: cpu (the reproduction path), cuda, cuda:1, mps ... (default %(default)s); "
+                            "recorded in the run directory and the manifest entry")
     train.add_argument("--publish", action="store_true", help="write the result into the package's zoo and manifest")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_zoo_train)
@@ -143,6 +183,19 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     rep.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR, help="a zoo other than the installed one")
     rep.set_defaults(func=_report)
+
+    evaluation = groups.add_parser("eval", help="score a model on outside data")
+    eval_tasks = evaluation.add_subparsers(dest="task", required=True)
+    cd = eval_tasks.add_parser("countdown", help="Countdown problems in the HKUNLP / Dream format (one JSON object a line)")
+    cd.add_argument("file", type=Path, help='a .jsonl file of {"input": "15,44,79,50", "output": ...} lines')
+    cd.add_argument("--kind", choices=build.KINDS, default="mdm", help="a zoo model (default %(default)s)")
+    cd.add_argument("--seed", type=int, default=0)
+    cd.add_argument("--step", type=int, help="an intermediate checkpoint's post-training step (default: the final one)")
+    cd.add_argument("--model-file", type=Path, help="a checkpoint outside the zoo, inside its training-run directory")
+    cd.add_argument("--mode", choices=("arm", "mdm"), help="with --model-file: override the run's objective")
+    cd.add_argument("--out", type=Path, help="where the per-problem lines go (default: FILE.scored.jsonl beside FILE)")
+    cd.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    cd.set_defaults(func=_eval_countdown)
     return parser
 
 

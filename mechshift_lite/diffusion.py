@@ -48,29 +48,62 @@ def shift_logits(logits: Tensor) -> Tensor:
 
 # ----- forward process and losses -----------------------------------------------------------------
 def forward_mask(
-    ids: Tensor, maskable: Tensor, mask_id: int, generator: torch.Generator, eps: float = MASK_EPS
+    ids: Tensor, maskable: Tensor, mask_id: int, generator: torch.Generator, eps: float = MASK_EPS,
+    *, t_power: float = 1.0, span_start: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Corrupt clean ids: draw one ``t ~ U(eps, 1)`` per sequence, mask each maskable slot with prob ``t``.
+    """Corrupt clean ids: draw one ``t`` per sequence, mask each maskable slot with prob ``t``.
+
+    ``t = eps + (1 - eps) u ** t_power`` with ``u ~ U(0, 1)``: ``t_power = 1`` is the recipe's
+    ``t ~ U(eps, 1)``; ``t_power > 1`` moves ``t`` away from 1 (fewer slots masked at once, so
+    "one number hidden, its neighbours visible" is posed more often).
 
     Args:
         ids: clean sequences ``x_0 [B, P]``.
         maskable: ``[B, P]`` bool, the slots that may be masked (never the prompt).
         mask_id: id of ``[MASK]``.
         generator: the source of randomness (same state, same corruption).
+        t_power: see above (1 = uniform, the default recipe).
+        span_start: ``[B, P]`` long or None: slot ``j`` is masked iff slot ``span_start[b, j]``'s
+            draw says so, so a span (e.g. the digits of one number, :func:`number_spans`) is
+            masked or kept as a whole. None = every slot draws for itself (the default recipe).
 
     Returns:
         ``(x_t [B, P], t [B])``.
     """
     B, P = ids.shape
-    t = eps + (1.0 - eps) * torch.rand(B, generator=generator)
-    masked = maskable & (torch.rand(B, P, generator=generator) < t[:, None])
+    u = torch.rand(B, generator=generator)
+    t = eps + (1.0 - eps) * (u if t_power == 1.0 else u.pow(t_power))
+    draws = torch.rand(B, P, generator=generator)
+    if span_start is not None:
+        draws = draws.gather(1, span_start)
+    masked = maskable & (draws < t[:, None])
     return ids.masked_fill(masked, mask_id), t
 
 
-def mdm_loss(logits: Tensor, x0: Tensor, x_t: Tensor, t: Tensor, mask_id: int) -> Tensor:
-    """The shifted, 1/t-weighted masked cross-entropy of DiffuLLaMA.
+def number_spans(ids: Tensor, unit_ids: Sequence[int]) -> Tensor:
+    """``[B, P]`` long: for each slot, the first slot of its run of ``unit_ids`` tokens (itself otherwise).
 
-    ``L = sum_{b,i} 1[x_t[b,i+1] = MASK] CE(logits[b,i], x0[b,i+1]) / t[b]  /  sum_{b,i} 1[x_t[b,i+1] = MASK]``
+    With the digit ids as ``unit_ids`` a run is one number, so :func:`forward_mask` with
+    ``span_start=number_spans(...)`` masks whole numbers. Example: digits ``4 4 - 1 5`` ->
+    ``[0, 0, 2, 3, 3]``.
+    """
+    B, P = ids.shape
+    unit = torch.isin(ids, torch.as_tensor(list(unit_ids), dtype=ids.dtype, device=ids.device))
+    starts = ~unit | torch.cat([torch.ones(B, 1, dtype=torch.bool, device=ids.device), ~unit[:, :-1]], dim=1)
+    positions = torch.arange(P, device=ids.device).expand(B, P)
+    return torch.where(starts, positions, torch.zeros_like(positions)).cummax(dim=1).values
+
+
+def mdm_loss(logits: Tensor, x0: Tensor, x_t: Tensor, t: Tensor, mask_id: int,
+             focal_alpha: float = 1.0, focal_gamma: float = 0.0) -> Tensor:
+    """The shifted, 1/t-weighted masked cross-entropy of DiffuLLaMA, optionally focal-reweighted.
+
+    ``L = sum_{b,i} 1[x_t[b,i+1] = MASK] w(CE) CE(logits[b,i], x0[b,i+1]) / t[b]  /  sum_{b,i} 1[x_t[b,i+1] = MASK]``
+
+    with ``w(CE) = 1`` (the recipe) or, Ye et al. 2024's difficulty weighting (focal loss),
+    ``w(CE) = focal_alpha (1 - exp(-CE)) ** focal_gamma``: tokens the model already gets right
+    (``exp(-CE)`` near 1) count less, hard ones (e.g. the digits of an intermediate result) more.
+    The weight is not detached (as in the focal loss). Ye et al. use alpha 0.25, gamma 2.
 
     Args:
         logits: model output on ``x_t``, ``[B, P, V]``.
@@ -81,6 +114,8 @@ def mdm_loss(logits: Tensor, x0: Tensor, x_t: Tensor, t: Tensor, mask_id: int) -
     """
     B, P, V = logits.shape
     ce = F.cross_entropy(logits[:, :-1].reshape(-1, V), x0[:, 1:].reshape(-1), reduction="none").view(B, P - 1)
+    if focal_gamma != 0.0 or focal_alpha != 1.0:
+        ce = focal_alpha * (1.0 - torch.exp(-ce)).pow(focal_gamma) * ce
     is_masked = (x_t[:, 1:] == mask_id).to(ce.dtype)
     return (ce * is_masked / t[:, None]).sum() / is_masked.sum().clamp(min=1.0)
 
@@ -220,6 +255,45 @@ def confidence_sample(
             if history is not None:
                 history.append(x.clone())
     return Sample(x, commit, history)
+
+
+@torch.no_grad()
+def remask_sample(model: Transformer, ids: Tensor, answer_start: Tensor, mask_id: int, *, steps: int = 20) -> Sample:
+    """Top-k remasking (Ye et al. 2024, after RDM, Zheng et al. 2023): committed tokens can be revised.
+
+    The answer region (``n`` slots per row) starts as ``[MASK]``. At step ``k`` of ``steps`` the
+    masked slots are predicted (argmax, with the shift) and scored by the probability of their
+    prediction; each committed slot keeps the score it had when it was committed. Of all answer
+    slots, the ``ceil(n (k+1) / steps)`` best scored keep (or take) their token and every other
+    one goes back to ``[MASK]``: a committed token whose score falls behind newer, more confident
+    predictions is dropped and predicted again later, in a fuller context (so it can change).
+    After the last step every slot is filled. Deterministic (argmax; ties by position). Only
+    predictions of masked slots are used, the only ones the MDM loss trains.
+
+    Args:
+        ids: ``[B, P]``; only the prompt part (before ``answer_start [B]``) is read.
+        steps: decoding steps (forward passes).
+
+    Returns:
+        a :class:`Sample`; ``commit_step`` is the step from which a slot kept its final token.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1; got {steps}")
+    x = _start_canvas(ids, answer_start, mask_id)
+    region = answer_region(answer_start, x.shape[1])
+    n_slots = region.sum(1)                                         # [B]
+    score = torch.full(x.shape, float("-inf"))                      # committed slots: score at commit
+    commit = torch.full_like(x, -1)
+    for k in range(steps):
+        best = denoiser_logprobs(model, x, mask_id).max(dim=-1)     # values, indices: [B, P]
+        masked = region & (x == mask_id)
+        score = torch.where(masked, best.values, score).masked_fill(~region, float("-inf"))
+        rank = score.argsort(dim=1, descending=True, stable=True).argsort(dim=1)
+        keep = region & (rank < torch.ceil(n_slots * (k + 1) / steps)[:, None])
+        x = torch.where(keep, torch.where(masked, best.indices, x), torch.where(region, mask_id, x))
+        commit = torch.where(keep, torch.where(masked, k, commit), -1)
+        score = score.masked_fill(~keep, float("-inf"))
+    return Sample(x, commit)
 
 
 def mean_commit_order(commit_step: Tensor, answer_start: Tensor, roles: Sequence[Sequence[str] | None]) -> dict[str, float]:

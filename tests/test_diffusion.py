@@ -238,3 +238,60 @@ def test_mean_commit_order_scales_each_row_and_averages_by_role():
     roles = [["a", "b", "a"], ["a", "b"], None]                           # the third row is skipped
     means = diffusion.mean_commit_order(commit, start, roles)
     assert means == pytest.approx({"a": (0.0 + 1.0 + 1.0) / 3, "b": (0.5 + 0.0) / 2})
+
+
+# ----- the recipe-study options (defaults = the recipe) ---------------------------------------------
+def test_forward_mask_defaults_are_the_recipes_uniform_t_and_independent_slots():
+    ids = random_ids(64)
+    maskable = diffusion.answer_region(torch.full((64,), 2), P)
+    gen = torch.Generator().manual_seed(5)
+    t_ref = diffusion.MASK_EPS + (1 - diffusion.MASK_EPS) * torch.rand(64, generator=gen)
+    ref = ids.masked_fill(maskable & (torch.rand(64, P, generator=gen) < t_ref[:, None]), MASK)
+    x_t, t = diffusion.forward_mask(ids, maskable, MASK, torch.Generator().manual_seed(5), t_power=1.0, span_start=None)
+    assert torch.equal(x_t, ref) and torch.equal(t, t_ref)
+
+
+def test_t_power_moves_mask_rates_towards_zero():
+    ids = torch.full((20000, 4), 5)
+    maskable = torch.ones_like(ids, dtype=torch.bool)
+    _, t = diffusion.forward_mask(ids, maskable, MASK, torch.Generator().manual_seed(0), eps=0.0, t_power=2.0)
+    assert float(t.mean()) == pytest.approx(1 / 3, abs=0.01)        # E[u^2] = 1/3
+    assert float((t < 0.25).float().mean()) == pytest.approx(0.5, abs=0.02)  # P(u^2 < 1/4) = P(u < 1/2)
+
+
+def test_number_spans_point_every_digit_at_the_first_digit_of_its_number():
+    digits = [5, 6, 7]
+    ids = torch.tensor([[1, 5, 6, 9, 7, 9, 5, 5, 5, 8]])
+    assert diffusion.number_spans(ids, digits).tolist() == [[0, 1, 1, 3, 4, 5, 6, 6, 6, 9]]
+
+
+def test_span_masking_hides_a_number_whole_or_not_at_all():
+    digits = list(range(5, 10))
+    ids = torch.tensor([[1, 4, 5, 6, 7, 4, 8, 9, 4, 5]]).repeat(500, 1)
+    maskable = diffusion.answer_region(torch.full((500,), 1), P)
+    spans = diffusion.number_spans(ids, digits)
+    x_t, t = diffusion.forward_mask(ids, maskable, MASK, torch.Generator().manual_seed(0), span_start=spans)
+    hidden = x_t == MASK
+    for number in ([2, 3, 4], [6, 7], [9]):
+        block = hidden[:, number]
+        assert bool((block.all(1) | ~block.any(1)).all())  # all or nothing
+    share = hidden[:, [2, 6, 9, 1]].float().mean(0)           # each unit (a number or a symbol) masked w.p. t
+    assert torch.allclose(share, t.mean().expand(4), atol=0.06)
+
+
+def test_focal_loss_matches_its_formula_and_is_the_plain_loss_at_alpha_1_gamma_0():
+    gen = torch.Generator().manual_seed(4)
+    ids = random_ids(3)
+    logits = torch.randn(3, P, V, generator=gen)
+    x_t, t = diffusion.forward_mask(ids, diffusion.answer_region(torch.tensor([2, 4, 6]), P), MASK, gen)
+    total, count = 0.0, 0
+    for b in range(3):
+        for i in range(P - 1):
+            if x_t[b, i + 1] == MASK:
+                p = float(logits[b, i].softmax(-1)[ids[b, i + 1]])
+                total += 0.25 * (1 - p) ** 2 * -math.log(p) / float(t[b])
+                count += 1
+    focal = diffusion.mdm_loss(logits, ids, x_t, t, MASK, focal_alpha=0.25, focal_gamma=2.0)
+    assert focal.item() == pytest.approx(total / count, rel=1e-5)
+    plain = diffusion.mdm_loss(logits, ids, x_t, t, MASK)
+    assert torch.equal(diffusion.mdm_loss(logits, ids, x_t, t, MASK, focal_alpha=1.0, focal_gamma=0.0), plain)

@@ -139,3 +139,119 @@ def test_two_processes_cannot_train_the_same_run(tmp_path):
             train(config(steps=2), tiny_model(), reversal_data(), run, mask_id=MASK, progress=False)
     finally:
         os.close(fd)
+
+
+# ----- the recipe-study options and the device ------------------------------------------------------
+STUDY = dict(pad_tail="trim", focal_alpha=0.25, focal_gamma=2.0, t_power=2.0, span_token_ids=(5, 6, 7),
+             countdown_share=0.75, countdown_share_from=3, precision="bfloat16")
+
+
+def mixed_data() -> SimpleNamespace:
+    data = reversal_data()
+    data.is_countdown = torch.arange(len(data.ids)) % 4 == 0
+    return data
+
+
+def test_a_default_config_serialises_without_the_study_options_so_old_runs_still_match():
+    from mechshift_lite.training import STUDY_OPTIONS
+    from mechshift_lite.zoo import build, manifest
+
+    assert not set(STUDY_OPTIONS) & set(TrainConfig().to_dict())
+    for entry in manifest()["checkpoints"].values():  # written before the options existed
+        assert entry["train_config"] == build.recipe(entry["kind"], entry["seed"]).to_dict()
+    cfg = TrainConfig(objective="mdm", stage="post", **STUDY)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert set(STUDY) <= set(cfg.to_dict())
+
+
+def test_study_options_are_deterministic_per_seed(tmp_path):
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        model = tiny_model("bidirectional")
+        train(config(objective="mdm", stage="post", seed=seed, steps=8, **STUDY), model, mixed_data(), tmp_path / name,
+              mask_id=MASK, progress=False)
+        runs[name] = weights(model)
+    assert same_weights(runs["a"], runs["b"])
+    assert not same_weights(runs["a"], runs["c"])
+
+
+def test_countdown_share_sets_the_share_of_countdown_rows_from_its_step_on():
+    from mechshift_lite.training import draw_rows
+
+    data = mixed_data()
+    cfg = config(batch_size=4000, countdown_share=0.75, countdown_share_from=3)
+    uniform = config(batch_size=4000)
+    early = draw_rows(cfg, 2, data, step_generator(cfg, 2))
+    assert torch.equal(early, draw_rows(uniform, 2, data, step_generator(uniform, 2)))  # before: the recipe's draw
+    late = draw_rows(cfg, 3, data, step_generator(cfg, 3))
+    assert float(data.is_countdown[late].float().mean()) == pytest.approx(0.75, abs=0.03)
+    assert float(data.is_countdown[early].float().mean()) == pytest.approx(0.25, abs=0.03)
+    with pytest.raises(ValueError, match="is_countdown"):
+        draw_rows(cfg, 3, reversal_data(), step_generator(cfg, 3))
+
+
+def test_trimmed_pad_tail_runs_only_up_to_the_longest_sequence_of_the_batch():
+    from mechshift_lite.training import loss_on_batch
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.W_E = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x, **_):
+            seen.append(x.clone())
+            return torch.zeros(*x.shape, 11) + self.W_E
+
+    data = reversal_data()
+    data.answer_end[::2] = 6  # half the rows end earlier (their [EOS] would sit at 6)
+    for pad_tail in ("mask", "trim"):
+        loss_on_batch(Spy(), config(objective="mdm", stage="post", pad_tail=pad_tail), 0, data, MASK)
+    assert seen[0].shape[1] == P and seen[1].shape[1] == 9  # the longest row's [EOS] is at 8
+
+
+def test_runs_record_their_device_and_bad_devices_get_clear_errors(tmp_path):
+    from mechshift_lite.training import check_device
+
+    result = train(config(steps=2), tiny_model(), reversal_data(), tmp_path / "run", mask_id=MASK, progress=False, device="cpu")
+    assert result.devices == ["cpu"] and run_status(tmp_path / "run")["devices"] == ["cpu"]
+    with pytest.raises(ValueError, match="unknown device"):
+        check_device("abacus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            check_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_run_on_cuda_resumes_on_the_cpu_and_draws_the_same_batches(tmp_path):
+    cfg = config(objective="mdm", stage="post", steps=6)
+    model = tiny_model("bidirectional")
+    train(cfg, model, reversal_data(), tmp_path / "run", mask_id=MASK, progress=False, device="cuda", stop_at=3)
+    resumed = tiny_model("bidirectional")
+    train(cfg, resumed, reversal_data(), tmp_path / "run", mask_id=MASK, progress=False, device="cpu")
+    cpu = tiny_model("bidirectional")
+    train(cfg, cpu, reversal_data(), tmp_path / "cpu", mask_id=MASK, progress=False)
+    assert run_status(tmp_path / "run")["devices"] == ["cpu", "cuda"]
+    for key, value in weights(cpu).items():  # same batches and masks; only float rounding differs
+        assert torch.allclose(weights(resumed)[key], value, atol=1e-4), key
+
+
+def test_study_options_reject_bad_values():
+    for bad in (dict(pad_tail="cut"), dict(focal_alpha=0.0), dict(focal_gamma=-1.0), dict(t_power=0.0),
+                dict(countdown_share=1.5), dict(countdown_share_from=-1), dict(span_token_ids=(-2,)),
+                dict(precision="float16")):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+
+
+def test_zoo_train_takes_a_device_and_refuses_a_bad_one(tmp_path, capsys):
+    from mechshift_lite.cli import build_parser, main
+    from mechshift_lite.zoo import build
+
+    assert build_parser().parse_args(["zoo", "train", "--kind", "arm", "--device", "cuda:0"]).device == "cuda:0"
+    assert main(["zoo", "train", "--kind", "arm", "--device", "abacus", "--work-dir", str(tmp_path)]) == 2
+    assert "unknown device" in capsys.readouterr().err
+    train(config(steps=2), tiny_model(), reversal_data(), tmp_path / "run", mask_id=MASK, progress=False)
+    assert build.run_devices(tmp_path / "run") == "cpu"
+    assert build.run_devices(tmp_path / "never-ran") == "cpu"

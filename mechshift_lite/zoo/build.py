@@ -8,6 +8,20 @@ A seed's three models:
 * ``arm-continued``: the same ARM trained on, with its AR loss, for ``POST_STEPS`` steps on the very
   same batches (the control for "trained more").
 
+**The shipped MDM recipe, exactly** (:func:`recipe`, all :class:`~mechshift_lite.training.TrainConfig`
+study options at their defaults): each step draws 64 rows uniformly from the 100k-example 50/50
+IOI / Countdown-3 mixture; the whole 40-slot canvas runs, in float32; every slot after the prompt
+(answer, ``[EOS]`` and the ``[PAD]`` tail up to slot 40) is maskable and scored; one
+``t ~ U(1e-3, 1)`` per row and an independent Bernoulli(t) per slot; the loss is the shifted
+cross-entropy of the masked slots weighted 1/t and divided by the number of masked slots;
+attention annealed from causal to full over the first 30% of the steps; a fresh AdamW (peak
+1e-3, warm-up 100, cosine to 1e-4, weight decay 0.01, clip 1). The faster step of the recipe study
+(``pad_tail="trim"``, ``precision="bfloat16"``) changes these numbers and is opt-in; whoever
+retrains the zoo with it must record it in the recipe (it then appears in the manifest's
+``train_config``). ``--device`` does not change the recipe: batches and masks are drawn on the CPU
+everywhere, so another device changes only the float rounding; the manifest's ``device`` says where
+each checkpoint was trained.
+
 Training runs live in a work directory (default ``.cache/zoo-train``), one resumable run per
 ``{kind}-seed{seed}``; :func:`publish` rounds the weights to float16, writes them into the package,
 measures the accuracies on the rounded weights and records everything in ``manifest.json``.
@@ -111,13 +125,23 @@ def train_eval_fn(tokenizer: Tokenizer):
 
 
 def train_kind(kind: str, seed: int, tokenizer: Tokenizer, data: TrainData | None = None,
-               work_dir: Path = DEFAULT_WORK_DIR, progress: bool = True) -> TrainResult:
-    """Train (or resume) ``kind`` for ``seed`` in ``work_dir/{kind}-seed{seed}``."""
+               work_dir: Path = DEFAULT_WORK_DIR, progress: bool = True, device: str = "cpu") -> TrainResult:
+    """Train (or resume) ``kind`` for ``seed`` in ``work_dir/{kind}-seed{seed}`` on ``device``.
+
+    The batches and masks are drawn on the CPU whatever the device, so the device changes only the
+    float rounding of the steps; the run directory records where it ran (:func:`run_devices`).
+    """
     cfg = recipe(kind, seed)
     data = data if data is not None else training_data(cfg, tokenizer, tasks.CANVAS)
     model = new_model(kind, seed, tokenizer, work_dir)
     return train(cfg, model, data, work_dir / checkpoint_name(kind, seed), mask_id=tokenizer.mask_id,
-                 eval_fn=train_eval_fn(tokenizer), eval_every=TRAIN_EVAL_EVERY, progress=progress)
+                 eval_fn=train_eval_fn(tokenizer), eval_every=TRAIN_EVAL_EVERY, progress=progress, device=device)
+
+
+def run_devices(run: Path) -> str:
+    """Where a run directory's steps ran, e.g. ``"cpu"`` or ``"cpu+cuda"``; runs from before devices were recorded ran on the CPU."""
+    status = run_status(run)
+    return "+".join(status.get("devices", ["cpu"])) if status else "cpu"
 
 
 def sha256(path: Path) -> str:
@@ -175,6 +199,7 @@ def publish(kind: str, seed: int, tokenizer: Tokenizer, work_dir: Path = DEFAULT
         "data": {"mixture": "50/50 IOI / Countdown-3 train splits", "n_train": cfg.n_train, "data_seed": cfg.data_seed,
                  "tokens_seen": cfg.steps * cfg.batch_size * tasks.CANVAS},
         "wall_time_s": None if status is None else round(status["wall_time_s"], 1),
+        "device": run_devices(work_dir / checkpoint_name("arm", seed) if kind == "mdm" and step == 0 else run),
         "accuracy": {**{k: round(v, 4) for k, v in measured.items()}, "test_sets": EVAL_SIZES,
                      "decoding": "IOI: logit[IO] > logit[S] at the readout; Countdown: ARM greedy, MDM confidence sampler (1 token/step)",
                      "measure_time_s": round(time.perf_counter() - started, 1)},
