@@ -53,17 +53,8 @@ def _zoo_train(args: argparse.Namespace) -> int:
                       f"Countdown-3 {entry['accuracy']['countdown3_accuracy']:.3f}")
     elif recorded is not None:
         final = args.work_dir / build.checkpoint_name(args.kind, args.seed) / "final.safetensors"
-        print("float16 weights identical to the shipped checkpoint:", _fp16_sha256(final) == recorded["sha256"])
+        print("float16 weights identical to the shipped checkpoint:", build.fp16_sha256(final) == recorded["sha256"])
     return 0
-
-
-def _fp16_sha256(path: Path) -> str:
-    import hashlib
-
-    import torch
-    from safetensors.torch import load_file, save_bytes
-
-    return hashlib.sha256(save_bytes({k: v.to(torch.float16) for k, v in load_file(str(path)).items()})).hexdigest()
 
 
 def _zoo_verify(args: argparse.Namespace) -> int:
@@ -151,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=_zoo_list)
 
     train = zoo_commands.add_parser("train", help="reproduce a checkpoint from its recipe (resumable)")
-    train.add_argument("--kind", required=True, choices=build.KINDS)
+    train.add_argument("--kind", required=True, choices=zoo.KINDS)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--work-dir", type=Path, default=build.DEFAULT_WORK_DIR,
                        help="where the resumable runs live (default: %(default)s)")
@@ -163,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=_zoo_train)
 
     verify = zoo_commands.add_parser("verify", help="re-measure the accuracies and compare with the manifest")
-    verify.add_argument("--kind", choices=build.KINDS)
+    verify.add_argument("--kind", choices=zoo.KINDS)
     verify.add_argument("--seed", type=int)
     verify.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR, help="a zoo other than the installed one")
     verify.add_argument("--tolerance", type=float, default=0.005, help="largest accepted difference (default %(default)s)")
@@ -188,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     eval_tasks = evaluation.add_subparsers(dest="task", required=True)
     cd = eval_tasks.add_parser("countdown", help="Countdown problems in the HKUNLP / Dream format (one JSON object a line)")
     cd.add_argument("file", type=Path, help='a .jsonl file of {"input": "15,44,79,50", "output": ...} lines')
-    cd.add_argument("--kind", choices=build.KINDS, default="mdm", help="a zoo model (default %(default)s)")
+    cd.add_argument("--kind", choices=zoo.KINDS, default="mdm", help="a zoo model (default %(default)s)")
     cd.add_argument("--seed", type=int, default=0)
     cd.add_argument("--step", type=int, help="an intermediate checkpoint's post-training step (default: the final one)")
     cd.add_argument("--model-file", type=Path, help="a checkpoint outside the zoo, inside its training-run directory")

@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from mechshift_lite import tasks
 from mechshift_lite.training import training_data
+from mechshift_lite import zoo
 from mechshift_lite.zoo import build
 
 
@@ -99,7 +100,7 @@ def run_job(kind: str, seed: int, tokenizer, data, work_dir: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--kinds", nargs="+", default=list(build.KINDS), choices=build.KINDS,
+    parser.add_argument("--kinds", nargs="+", default=list(zoo.KINDS), choices=zoo.KINDS,
                         help="train only these kinds (e.g. the first ARM alone, with more threads)")
     parser.add_argument("--work-dir", type=Path, default=build.DEFAULT_WORK_DIR)
     parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks for a free job")

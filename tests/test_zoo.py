@@ -76,7 +76,7 @@ def test_unknown_kind_seed_or_step_lists_what_exists(tmp_path):
 
 
 def test_recipes_follow_the_design():
-    arm, mdm, cont = (build.recipe(k, 0) for k in build.KINDS)
+    arm, mdm, cont = (build.recipe(k, 0) for k in zoo.KINDS)
     assert (arm.objective, arm.stage) == ("arm", "pretrain")
     assert (mdm.objective, mdm.stage, cont.objective, cont.stage) == ("mdm", "post", "arm", "post")
     assert mdm.steps == cont.steps > arm.steps  # the control trains exactly as long as the MDM
@@ -115,7 +115,7 @@ def test_shipped_ioi_accuracy_is_reproduced_on_the_float16_weights():
 @needs_zoo
 def test_the_zoo_is_complete():
     have = {(r["kind"], r["seed"]) for r in zoo.available() if r["final"]}
-    missing = [(k, s) for k in build.KINDS for s in (0, 1, 2) if (k, s) not in have]
+    missing = [(k, s) for k in zoo.KINDS for s in (0, 1, 2) if (k, s) not in have]
     assert not missing, f"missing final checkpoints: {missing}"
     steps = [r["step"] for r in zoo.available() if r["kind"] == "mdm" and r["seed"] == 0 and not r["final"]]
     assert len([s for s in steps if s > 0]) >= 5
@@ -136,3 +136,11 @@ def test_zoo_verify_passes_on_matching_accuracies_and_fails_on_a_wrong_one(tmp_p
     (zoo_dir / "manifest.json").write_text(json.dumps(manifest))
     assert main(["zoo", "verify", "--zoo-dir", str(zoo_dir)]) == 1
     assert "MISMATCH" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no shipped zoo")
+def test_fp16_sha256_of_a_shipped_file_is_its_manifest_sha256():
+    """What `zoo train` compares a retrained run with: the bytes publish would write, hashed."""
+    e = zoo.entry("arm", 0)
+    path = zoo.ZOO_DIR / e["file"]
+    assert build.fp16_sha256(path) == e["sha256"] == zoo.file_sha256(path)

@@ -87,7 +87,7 @@ def load(kind: str, seed: int = 0, step: int | None = None, zoo_dir: str | Path 
     """
     e = entry(kind, seed, step, zoo_dir)
     path = Path(zoo_dir) / e["file"]
-    digest = _sha256(path)
+    digest = file_sha256(path)
     if digest != e["sha256"]:
         raise ChecksumError(
             f"{path} has sha256 {digest} but the manifest expects {e['sha256']}: the file is corrupt or "
@@ -98,10 +98,11 @@ def load(kind: str, seed: int = 0, step: int | None = None, zoo_dir: str | Path 
     return model.eval()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a checkpoint file (the manifest's ``sha256``)."""
     if not path.exists():
         raise FileNotFoundError(f"checkpoint file {path} is listed in the manifest but missing")
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-__all__ = ["ChecksumError", "KINDS", "available", "entry", "load", "manifest", "tokenizer"]
+__all__ = ["ChecksumError", "KINDS", "ZOO_DIR", "available", "entry", "file_sha256", "load", "manifest", "tokenizer"]

@@ -39,20 +39,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from .. import accuracy, tasks
+from . import KINDS, ZOO_DIR, file_sha256
 from ..config import ModelConfig
 from ..model import Transformer
 from ..tokenizer import Tokenizer
 from ..training import TrainConfig, TrainData, TrainResult, run_status, train, training_data
 
-ZOO_DIR = Path(__file__).resolve().parent
 MANIFEST = ZOO_DIR / "manifest.json"
 TOKENIZER_FILE = ZOO_DIR / "tokenizer.json"
 DEFAULT_WORK_DIR = Path(".cache/zoo-train")
 
-KINDS: tuple[str, ...] = ("arm", "mdm", "arm-continued")
 # Sized to this project's 2-core CPU (about 0.25 s per step per core under load): the notes'
 # recipe (4 x 128, 4k + 10k + 10k steps per seed) needs over 4 CPU-hours for three seeds.
 ARM_STEPS = 3000
@@ -144,8 +143,9 @@ def run_devices(run: Path) -> str:
     return "+".join(status.get("devices", ["cpu"])) if status else "cpu"
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def fp16_sha256(path: Path) -> str:
+    """The sha256 the manifest would record for ``path``'s weights rounded to float16 (as :func:`publish` writes them)."""
+    return hashlib.sha256(save({k: v.to(torch.float16) for k, v in load_file(str(path)).items()})).hexdigest()
 
 
 @contextmanager
@@ -193,7 +193,7 @@ def publish(kind: str, seed: int, tokenizer: Tokenizer, work_dir: Path = DEFAULT
     cfg = recipe(kind, seed)
     entry = {
         "kind": kind, "seed": seed, "step": cfg.steps if step is None else step, "final": step is None,
-        "file": target.name, "sha256": sha256(target), "dtype": "float16",
+        "file": target.name, "sha256": file_sha256(target), "dtype": "float16",
         "model_config": model_config(tokenizer).to_dict(), "train_config": cfg.to_dict(),
         "parent": None if kind == "arm" else checkpoint_name("arm", seed),
         "data": {"mixture": "50/50 IOI / Countdown-3 train splits", "n_train": cfg.n_train, "data_seed": cfg.data_seed,
