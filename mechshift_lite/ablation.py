@@ -6,6 +6,14 @@ on IOI, and compare with ablating as many *random* components.
 * ``"zero"``: the node's output is replaced by zeros.
 * ``"mean"``: by its mean over the batch's real positions (a ``[d_model]`` vector per node), which
   removes what the node says about *this* input while keeping its average contribution.
+* ``"position-mean"`` (issue 11): each position's output by its mean *at that position* over the
+  batch's examples where it is real (a ``[pos, d_model]`` tensor per node). An ARM and an MDM then
+  get the same kind of replacement: a prompt position by the prompt-position mean, a ``[MASK]``
+  slot by the ``[MASK]``-slot mean (the all-positions mean of an MDM is mostly ``[MASK]`` slots).
+
+**Layer-matched random control** (:func:`layer_matched_random`): as many random components from
+each layer as the targeted set has in that layer, so a targeted drop is compared with random
+components at the same depth.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from .graph import Graph, parse_source
 from .inputs import ModelInputs, clean_input
 from .model import Hooks, Transformer
 
-METHODS = ("zero", "mean")
+METHODS = ("zero", "mean", "position-mean")
 
 
 class NodeAblation(Hooks):
@@ -48,13 +56,19 @@ class NodeAblation(Hooks):
 
 @torch.no_grad()
 def mean_outputs(model: Transformer, input_ids: Tensor | ModelInputs, nodes: Iterable[str], attention_mask: Tensor | None = None,
-                 attention=None) -> dict[str, Tensor]:
-    """Each node's output averaged over the batch's real positions, ``{name: [d_model]}``
-    (``input_ids`` may be a :class:`~mechshift_lite.inputs.ModelInputs`: its clean ids)."""
+                 attention=None, per_position: bool = False) -> dict[str, Tensor]:
+    """Each node's output averaged over the batch's real positions, ``{name: [d_model]}``, or with
+    ``per_position`` at each position over the examples where it is real, ``{name: [pos, d_model]}``
+    (zeros at a position no example has). ``input_ids`` may be a
+    :class:`~mechshift_lite.inputs.ModelInputs`: its clean ids."""
     input_ids, attention_mask, attention = clean_input(input_ids, attention_mask, attention)
     run = model.run_with_nodes(input_ids, attention_mask, attention=attention)
     real = torch.ones(input_ids.shape, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-    return {name: run.outputs[name][real].mean(0) for name in nodes}
+    if not per_position:
+        return {name: run.outputs[name][real].mean(0) for name in nodes}
+    weights = real.to(run.logits.dtype)                                               # [B, P]
+    counts = weights.sum(0).clamp_min(1)[:, None]                                     # [P, 1]
+    return {name: (run.outputs[name] * weights[..., None]).sum(0) / counts for name in nodes}
 
 
 @torch.no_grad()
@@ -67,7 +81,7 @@ def ablated_logits(
     attention=None,
     means: dict[str, Tensor] | None = None,
 ) -> Tensor:
-    """``[batch, pos, vocab]`` logits with ``nodes`` ablated (``method`` "zero" or "mean").
+    """``[batch, pos, vocab]`` logits with ``nodes`` ablated (``method`` "zero", "mean" or "position-mean").
 
     ``means``: mean outputs from :func:`mean_outputs` on the same inputs, to reuse across calls
     (None: computed here for ``nodes``). ``input_ids`` may be a
@@ -78,8 +92,14 @@ def ablated_logits(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     hooks = NodeAblation(model.graph, nodes)   # validates the names first
-    if method == "mean":
-        means = mean_outputs(model, input_ids, nodes, attention_mask, attention) if means is None else means
+    if method in ("mean", "position-mean"):
+        if means is None:
+            means = mean_outputs(model, input_ids, nodes, attention_mask, attention, per_position=method == "position-mean")
+        expected = (input_ids.shape[1], model.cfg.d_model) if method == "position-mean" else (model.cfg.d_model,)
+        for name in nodes:
+            if tuple(means[name].shape) != expected:
+                raise ValueError(f"method {method!r} needs means of shape {expected} per node; {name} has "
+                                 f"{tuple(means[name].shape)} (mean_outputs(..., per_position={method == 'position-mean'}))")
         hooks.replacements = {name: means[name] for name in nodes}
     return model(input_ids, attention_mask, attention=attention, hooks=hooks)
 
@@ -91,6 +111,23 @@ def random_components(graph: Graph, k: int, seed: int, pool: Sequence[str] | Non
     if not 0 <= k <= len(candidates):
         raise ValueError(f"cannot draw {k} components from {len(candidates)} candidates")
     return random.Random(seed).sample(candidates, k)
+
+
+def layer_matched_random(graph: Graph, targeted: Sequence[str], seed: int) -> list[str]:
+    """For each layer, as many components drawn at random (without replacement, seeded) from that
+    layer's heads and MLP as ``targeted`` has in it; the draw may include targeted components."""
+    rng = random.Random(seed)
+    per_layer: dict[int, int] = {}
+    for name in targeted:
+        graph.src_index(name)                                    # validates the name
+        if name == "input":
+            raise ValueError("input is not a component: target heads and MLPs")
+        per_layer[layer_of(name)] = per_layer.get(layer_of(name), 0) + 1
+    drawn = []
+    for layer, count in sorted(per_layer.items()):
+        candidates = [n for n in graph.src_names[1:] if layer_of(n) == layer]
+        drawn += rng.sample(candidates, count)
+    return drawn
 
 
 def layer_of(name: str) -> int:

@@ -20,6 +20,30 @@ Definitions (ours where the paper is silent; the book quotes them from here):
   of the ranks.
 * **Mean depth**: the mass-weighted mean of the source depth, ``input`` = 0 and a node of layer
   ``l`` = ``(l + 1) / L``; lower = computation front-loaded.
+
+Added for issue 11 (measures that separate a shift from noise):
+
+* **Weighted Jaccard** (N-free overlap): ``Σ_e min(|a_e|, |b_e|) / Σ_e max(|a_e|, |b_e|)`` over
+  every real edge; each score set is first divided by its total ``|score|`` mass, so two models
+  whose scores differ only by a scale factor overlap fully.
+* **Edge Spearman** (N-free): :func:`spearman` of the ``|score|`` of every real edge.
+* **Signed component score** (the paper's formula): ``s±(v) = Σ score(u→v) + Σ score(v→w)``
+  over the top-N edges incident to ``v``, signs kept; components are ranked by ``|s±(v)|``, so
+  a component whose edges cancel ranks low. ``signed=False`` (the default) is the ``|score|``
+  variant above.
+* **Depth of an edge**: positions along the residual stream, ``0`` = the embedding, ``l + 1`` =
+  after layer ``l``. A source of layer ``l`` writes at ``l + 1`` (``input`` at ``0``); a
+  destination of layer ``l`` reads at ``l`` (``logits`` at ``L``). Normalised by ``L``:
+  ``depth_src = (l + 1) / L``, ``depth_dst = l / L``, and the edge's depth is their midpoint.
+  :func:`mean_depth` with ``by="edge"`` is the mass-weighted mean edge depth (the scalar of the
+  report's depth); ``by="src"`` (the default, the older definition) and ``by="dst"`` weigh one end.
+* **Early** (the one definition of the report's new keys and of the text, :func:`early_cutoff`):
+  an edge is early when its source is ``input`` or a node of the first ``max(1, L // 4)`` layers
+  (``input`` and layer 0 of 4). The **early share** is the
+  share of ``|score|`` mass on early edges; its **chance level** is the share of *edges* that
+  are early (the early share of scores of equal magnitude), because bucketing by source gives
+  early sources more edges. (:func:`early_fraction`, with ``ceil(L/3)`` layers, is the older
+  definition, kept for the report's ``early_*`` keys.)
 """
 
 from __future__ import annotations
@@ -100,11 +124,13 @@ def _edge_endpoints(graph: Graph) -> tuple[Tensor, Tensor]:
     return src, graph.dst_owner[dst]
 
 
-def _component_totals(scores: Scores, n: int) -> Tensor:
-    """``[n_src]`` ``s(v)`` indexed by source node (entry 0, ``input``, is not a component)."""
+def _component_totals(scores: Scores, n: int, signed: bool = False) -> Tensor:
+    """``[n_src]`` ``s(v)`` (or ``s±(v)`` when ``signed``) indexed by source node (entry 0, ``input``,
+    is not a component)."""
     src, owner = _edge_endpoints(scores.graph)
     top = top_edge_indices(scores, n)
-    mags = _edge_magnitudes(scores)[top]
+    values = scores.tensor[scores.graph.edge_mask].double() if signed else _edge_magnitudes(scores)
+    mags = values[top]
     totals = torch.zeros(scores.graph.n_src, dtype=torch.float64).index_add_(0, src[top], mags)
     into_component = owner[top] >= 0
     return totals.index_add_(0, owner[top][into_component], mags[into_component])
@@ -116,9 +142,10 @@ def component_scores(scores: Scores, n: int) -> dict[str, float]:
     return {name: float(totals[i]) for i, name in enumerate(scores.graph.src_names) if i > 0}
 
 
-def top_components(scores: Scores, n: int, k: int) -> list[str]:
-    """The ``k`` components with the highest ``s(v)`` over the top-``n`` edges (ties by graph order)."""
-    totals = _component_totals(scores, n)[1:]
+def top_components(scores: Scores, n: int, k: int, signed: bool = False) -> list[str]:
+    """The ``k`` components with the highest ``s(v)`` over the top-``n`` edges (ties by graph order);
+    ``signed``: the highest ``|s±(v)|`` (the paper's signed score, module docstring)."""
+    totals = _component_totals(scores, n, signed)[1:].abs()
     if not 0 < k <= len(totals):
         raise ValueError(f"k must be between 1 and the number of components ({len(totals)}); got {k}")
     order = torch.argsort(-totals, stable=True)
@@ -131,10 +158,11 @@ class ComponentOverlap:
     jaccard: float           # |A ∩ B| / |A ∪ B|
 
 
-def component_overlap(a: Scores, b: Scores, n: int, k: int) -> ComponentOverlap:
-    """Overlap of the top-``k`` components of two score sets (both over their top-``n`` edges)."""
+def component_overlap(a: Scores, b: Scores, n: int, k: int, signed: bool = False) -> ComponentOverlap:
+    """Overlap of the top-``k`` components of two score sets (both over their top-``n`` edges;
+    ``signed``: ranked by the paper's signed score)."""
     a.check_same_graph(b)
-    top_a, top_b = set(top_components(a, n, k)), set(top_components(b, n, k))
+    top_a, top_b = set(top_components(a, n, k, signed)), set(top_components(b, n, k, signed))
     return ComponentOverlap(len(top_a & top_b) / k, jaccard(top_a, top_b))
 
 
@@ -192,11 +220,96 @@ def early_fraction(scores: Scores, n: int | None = None) -> float:
     return float(shares[: 1 + early_layers(scores.graph.n_layers)].sum())
 
 
-def mean_depth(scores: Scores, n: int | None = None) -> float:
-    """Mass-weighted mean normalised source depth (``input`` 0, layer ``l`` -> ``(l+1)/L``)."""
-    _, shares = layer_distribution(scores, n, by="src")
-    depth = torch.arange(len(shares), dtype=torch.float64) / scores.graph.n_layers
-    return float((shares * depth).sum())
+def mean_depth(scores: Scores, n: int | None = None, by: str = "src") -> float:
+    """Mass-weighted mean normalised depth of the edges (``by="src"``: of their source, ``input`` 0,
+    layer ``l`` -> ``(l+1)/L``; ``"dst"``: of their destination, layer ``l`` -> ``l/L``, ``logits`` 1;
+    ``"edge"``: of the midpoint of the two). Lower = computation front-loaded."""
+    mags = _masses(scores, n)
+    return float((mags * edge_depth(scores.graph, by)).sum() / mags.sum())
+
+
+# ----- issue 11: N-free overlaps, signed components, depth ------------------------------------------
+def weighted_jaccard(a: Scores, b: Scores) -> float:
+    """``Σ min(|a|, |b|) / Σ max(|a|, |b|)`` over every real edge, each set normalised to unit ``|score|``
+    mass first (see the module docstring); 1 for proportional scores, 0 for disjoint supports."""
+    a.check_same_graph(b)
+    ma, mb = _edge_magnitudes(a), _edge_magnitudes(b)
+    if ma.sum() == 0 or mb.sum() == 0:
+        raise ValueError("weighted_jaccard needs scores with some nonzero edge in both sets")
+    ma, mb = ma / ma.sum(), mb / mb.sum()
+    return float(torch.minimum(ma, mb).sum() / torch.maximum(ma, mb).sum())
+
+
+def edge_spearman(a: Scores, b: Scores) -> float:
+    """Spearman rank correlation of the ``|score|`` of every real edge of two score sets (N-free)."""
+    a.check_same_graph(b)
+    return spearman(_edge_magnitudes(a), _edge_magnitudes(b))
+
+
+def signed_component_scores(scores: Scores, n: int) -> dict[str, float]:
+    """The paper's ``s±(v)``: signed sum of the scores of the top-``n`` edges into and out of ``v``."""
+    totals = _component_totals(scores, n, signed=True)
+    return {name: float(totals[i]) for i, name in enumerate(scores.graph.src_names) if i > 0}
+
+
+def early_cutoff(n_layers: int) -> int:
+    """How many layers are early: ``max(1, n_layers // 4)``; an edge is early when its source is
+    ``input`` or a node of those layers (the first quarter of the network, at least layer 0)."""
+    if n_layers < 1:
+        raise ValueError(f"n_layers must be at least 1; got {n_layers}")
+    return max(1, n_layers // 4)
+
+
+@lru_cache(maxsize=None)
+def _edge_depths(graph: Graph) -> tuple[Tensor, Tensor]:
+    """``[n_edges]`` normalised depth of each real edge's source and destination (module docstring)."""
+    src, dst = graph.edge_mask.nonzero(as_tuple=True)
+    L = graph.n_layers
+    src_depth = torch.tensor([graph.src_layer(int(s)) + 1 for s in src], dtype=torch.float64) / L
+    dst_depth = torch.tensor([graph.layer_of_dst(int(d)) for d in dst], dtype=torch.float64) / L
+    return src_depth, dst_depth
+
+
+def edge_depth(graph: Graph, by: str = "edge") -> Tensor:
+    """``[n_edges]`` normalised depth of every real edge: of its ``"src"``, its ``"dst"`` or their midpoint (``"edge"``)."""
+    src_depth, dst_depth = _edge_depths(graph)
+    if by == "src":
+        return src_depth
+    if by == "dst":
+        return dst_depth
+    if by == "edge":
+        return (src_depth + dst_depth) / 2
+    raise ValueError(f"by must be 'src', 'dst' or 'edge'; got {by!r}")
+
+
+@lru_cache(maxsize=None)
+def early_edges(graph: Graph) -> Tensor:
+    """``[n_edges]`` bool: the early edges (source ``input`` or in the first :func:`early_cutoff` layers)."""
+    src, _ = graph.edge_mask.nonzero(as_tuple=True)
+    return torch.tensor([graph.src_layer(int(s)) < early_cutoff(graph.n_layers) for s in src])
+
+
+def early_share(scores: Scores, n: int | None = None) -> float:
+    """Share of ``|score|`` mass (of the top-``n`` edges, or all) on early edges: sources ``input``
+    and the nodes of the first :func:`early_cutoff` layers (the first quarter, at least layer 0)."""
+    mags = _masses(scores, n)
+    return float(mags[early_edges(scores.graph)].sum() / mags.sum())
+
+
+def early_share_chance(graph: Graph) -> float:
+    """The early share of scores that all have the same magnitude: the share of edges that are early."""
+    return float(early_edges(graph).double().mean())
+
+
+def _masses(scores: Scores, n: int | None) -> Tensor:
+    """``[n_edges]`` ``|score|``, zero outside the top-``n`` edges when ``n`` is given; errors when all zero."""
+    mags = _edge_magnitudes(scores)
+    if n is not None:
+        top = top_edge_indices(scores, n)
+        mags = torch.zeros_like(mags).index_copy(0, top, mags[top])
+    if mags.sum() == 0:
+        raise ValueError("all scores are zero: there is no attribution to distribute")
+    return mags
 
 
 def spearman(a: Tensor, b: Tensor) -> float:

@@ -15,6 +15,12 @@ every model, thanks to the shift):
   positions*: clean and corrupted share the mask configuration and the diffusion state, and
   differ only in the prompt. The first answer slot, whose prediction the metric reads, is never
   committed (decoding goes on around it), so every step explains the same decision.
+
+  Copying the clean run's tokens leaks the clean target into the corrupted input (issue 11).
+  With ``corrupted_commits="own"`` the corrupted canvas keeps the clean canvas's masked positions
+  but holds the tokens the model's own confidence decoding commits *for the corrupted prompt* at
+  those positions (decoding restricted to the slots the clean run committed); ``"clean"`` (the
+  default) is the former, leaking canvas.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ from .tasks.common import Metric, logit_diff
 if TYPE_CHECKING:
     from .tasks.common import TaskPairs
     from .tokenizer import Tokenizer
+
+
+CORRUPTED_COMMITS = ("clean", "own")
+"""What the corrupted MDM canvas holds at a diffusion step > 0 (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -81,9 +91,13 @@ class ModelInputs:
 
     # ----- building ---------------------------------------------------------------------------
     @classmethod
-    def from_pairs(cls, model: Transformer, pairs: "TaskPairs", tokenizer: "Tokenizer", step: int = 0) -> "ModelInputs":
+    def from_pairs(cls, model: Transformer, pairs: "TaskPairs", tokenizer: "Tokenizer", step: int = 0,
+                   corrupted_commits: str = "clean") -> "ModelInputs":
         """``model``'s view of the task pairs: the ARM view (prompt, causal) for a causal model, else
-        the MDM view (canvas at diffusion ``step``, bidirectional); see the module docstring."""
+        the MDM view (canvas at diffusion ``step``, bidirectional); see the module docstring
+        (``corrupted_commits``: ``"clean"`` or ``"own"``, what the corrupted canvas holds at ``step > 0``)."""
+        if corrupted_commits not in CORRUPTED_COMMITS:
+            raise ValueError(f"corrupted_commits must be one of {CORRUPTED_COMMITS}; got {corrupted_commits!r}")
         readout = {"readout_pos": pairs.readout_pos, "answer_ids": pairs.answer_ids, "distractor_ids": pairs.distractor_ids}
         if model.attention == "causal":
             return cls(pairs.clean_ids, pairs.corrupted_ids, pairs.attention_mask, "causal", **readout)
@@ -95,7 +109,11 @@ class ModelInputs:
             explained = slots == answer_start[:, None]          # the token the metric reads stays masked
             clean = diffusion.masked_state(model, clean, answer_start, step, tokenizer.mask_id, hold=explained)
             in_answer = slots >= answer_start[:, None]
-            corrupted = torch.where(in_answer, clean, corrupted)
+            if corrupted_commits == "clean":
+                corrupted = torch.where(in_answer, clean, corrupted)
+            else:   # the model's own commits for the corrupted prompt, at the slots the clean run committed
+                still_masked = in_answer & (clean == tokenizer.mask_id)
+                corrupted = diffusion.masked_state(model, corrupted, answer_start, step, tokenizer.mask_id, hold=still_masked)
         return cls(clean, corrupted, None, "bidirectional", **readout)
 
     # ----- examples ---------------------------------------------------------------------------

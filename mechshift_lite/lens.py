@@ -1,4 +1,13 @@
-"""Component-wise logit lens: what each node's output says about the vocabulary.
+"""Direct logit attribution of components, and the residual-stream logit lens.
+
+Two readouts (issue 11 names them for what they are):
+
+* :func:`direct_logit_attribution` (formerly the "component logit lens", :func:`component_lens`,
+  kept as an alias): what each node's *output* adds to the logits at the readout, through the
+  final norm linearised at the real residual stream (below).
+* :func:`residual_lens` (the logit lens proper): what the model would say if it stopped after
+  layer ``l``: the final norm *and* unembedding applied to the residual stream itself after each
+  layer (``[n_layers + 1]`` readings, the first after the embedding; the last is the model's logits).
 
 **How the final norm is handled (our choice; the paper does not say).** A component's output
 ``o`` at the readout position is projected as the full model would project it, *linearised at
@@ -16,7 +25,13 @@ Statistics over components (defined here, quoted in the book):
 
 * **answer rank**: 0 = the answer is the component's top token.
 * **entropy** of ``softmax(lens(o))`` in nats: low = sharp, token-specific alignment;
-  high = flat, distributed alignment.
+  high = flat, distributed alignment. Because ``lens(o)`` scales with ``|o|``, a component with a
+  small output reads flat; and over the whole vocabulary, words the task never answers count.
+  **Flatness at matched scale** (:meth:`DirectLogitAttribution.entropy` with ``vocab`` and
+  ``matched``) removes both: the entropy over the task's **answer vocabulary** only
+  (:func:`answer_vocabulary`: every token that is a clean answer or a distractor in the pool),
+  of each component's output rescaled to the norm of the residual stream it is read from
+  (``o * |c(r)| / |c(o)|``, ``c`` the norm's centring, identity for RMSNorm).
 * **winner** of an example: the component whose lens gives the largest
   ``logit[answer] - logit[distractor]``. The number of distinct winners over a set of examples
   and the variance of the winners' counts are our precise version of the paper's "unique
@@ -37,24 +52,41 @@ from .model import Transformer
 
 
 @dataclass
-class ComponentLens:
-    """Logit-lens readings at one position per example.
+class DirectLogitAttribution:
+    """Direct logit attribution of every component at one position per example.
 
     Attributes:
         names: component names in graph (forward) order, ``input`` first.
         logits: ``[n_components, batch, vocab]`` each component's contribution to the logits.
         constant: ``[batch, vocab]`` what belongs to no component (positions, biases).
         model_logits: ``[batch, vocab]`` the model's own logits at the readout position.
+        output_norms: ``[n_components, batch]`` norm of each (centred) component output; None if unknown.
+        resid_norm: ``[batch]`` norm of the (centred) residual stream read; None if unknown.
     """
 
     names: list[str]
     logits: Tensor
     constant: Tensor
     model_logits: Tensor
+    output_norms: Tensor | None = None
+    resid_norm: Tensor | None = None
 
-    def entropy(self) -> Tensor:
-        """``[n_components, batch]`` entropy (nats) of each component's token distribution."""
-        logp = self.logits.log_softmax(-1)
+    def matched_logits(self) -> Tensor:
+        """``[n_components, batch, vocab]`` each component's logits with its output rescaled to the
+        residual stream's norm (the lens is linear in the output, so the logits scale with it)."""
+        if self.output_norms is None or self.resid_norm is None:
+            raise ValueError("matched scale needs output_norms and resid_norm (build with direct_logit_attribution)")
+        return self.logits * (self.resid_norm[None, :] / self.output_norms.clamp_min(1e-12))[..., None]
+
+    def entropy(self, vocab: Tensor | None = None, matched: bool = False) -> Tensor:
+        """``[n_components, batch]`` entropy (nats) of each component's token distribution, over the
+        token ids ``vocab`` only (None: the whole vocabulary), at matched scale if ``matched``."""
+        logits = self.matched_logits() if matched else self.logits
+        if vocab is not None:
+            if vocab.dim() != 1 or len(vocab) < 2:
+                raise ValueError(f"vocab must be a 1-D tensor of at least 2 token ids; got shape {tuple(vocab.shape)}")
+            logits = logits[..., vocab]
+        logp = logits.log_softmax(-1)
         return -(logp.exp() * logp).sum(-1)
 
     def rank_of(self, tokens: Tensor) -> Tensor:
@@ -73,27 +105,68 @@ class ComponentLens:
         return list(zip(ids.tolist(), values.tolist()))
 
 
+ComponentLens = DirectLogitAttribution
+"""The former name of :class:`DirectLogitAttribution` (chapters 7 and 10 use it)."""
+
+
+def _readout(input_ids, readout_pos, attention_mask, attention, what: str):
+    """``(ids, readout_pos, attention_mask, attention)`` of a lens call given arrays or a ModelInputs."""
+    if isinstance(input_ids, ModelInputs) and readout_pos is None:
+        readout_pos = input_ids.readout_pos
+    input_ids, attention_mask, attention = clean_input(input_ids, attention_mask, attention)
+    if readout_pos is None:
+        raise ValueError(f"{what} needs readout_pos [batch] (or a ModelInputs that has one)")
+    if readout_pos.shape != (input_ids.shape[0],):
+        raise ValueError(f"readout_pos must have shape [batch] = ({input_ids.shape[0]},); got {tuple(readout_pos.shape)}")
+    return input_ids, readout_pos, attention_mask, attention
+
+
 @torch.no_grad()
-def component_lens(
+def residual_lens(
     model: Transformer,
     input_ids: Tensor | ModelInputs,
     readout_pos: Tensor | None = None,
     attention_mask: Tensor | None = None,
     attention=None,
-) -> ComponentLens:
-    """Component logit lens of every node at ``readout_pos [batch]`` (see the module docstring).
+) -> Tensor:
+    """Logit lens of the residual stream: ``[n_layers + 1, batch, vocab]`` logits at ``readout_pos``
+    of the final norm and unembedding applied to the residual stream after the embedding (entry 0)
+    and after each layer ``l`` (entry ``l + 1``); the last entry is the model's own logits."""
+    ids, readout_pos, attention_mask, attention = _readout(input_ids, readout_pos, attention_mask, attention, "residual_lens")
+    model._check_inputs(ids, attention_mask)
+    attn_bias = model.attention_bias(ids, attention_mask, attention)
+    rotary = model.rotary(ids.shape[1], ids.device)
+    rows = torch.arange(ids.shape[0])
+    resid = model.embed(ids)
+    readings = [resid[rows, readout_pos]]
+    for block in model.blocks:
+        resid = block(resid, attn_bias, rotary)
+        readings.append(resid[rows, readout_pos])
+    return torch.stack([model.ln_final(r) @ model.unembed for r in readings])
+
+
+def answer_vocabulary(answer_ids: Tensor, distractor_ids: Tensor | None = None) -> Tensor:
+    """The task's answer vocabulary: sorted distinct token ids that are a clean answer or a distractor."""
+    ids = answer_ids if distractor_ids is None else torch.cat([answer_ids, distractor_ids])
+    return ids.unique(sorted=True)
+
+
+@torch.no_grad()
+def direct_logit_attribution(
+    model: Transformer,
+    input_ids: Tensor | ModelInputs,
+    readout_pos: Tensor | None = None,
+    attention_mask: Tensor | None = None,
+    attention=None,
+) -> DirectLogitAttribution:
+    """Direct logit attribution of every node at ``readout_pos [batch]`` (see the module docstring).
 
     Heads are read individually (``a{l}.h{h}``), MLPs whole (``m{l}``), plus ``input``.
     ``input_ids`` may be a :class:`~mechshift_lite.inputs.ModelInputs`: its clean ids are read,
     at its own readout unless ``readout_pos`` is given.
     """
-    if isinstance(input_ids, ModelInputs) and readout_pos is None:
-        readout_pos = input_ids.readout_pos
-    input_ids, attention_mask, attention = clean_input(input_ids, attention_mask, attention)
-    if readout_pos is None:
-        raise ValueError("component_lens needs readout_pos [batch] (or a ModelInputs that has one)")
-    if readout_pos.shape != (input_ids.shape[0],):
-        raise ValueError(f"readout_pos must have shape [batch] = ({input_ids.shape[0]},); got {tuple(readout_pos.shape)}")
+    input_ids, readout_pos, attention_mask, attention = _readout(input_ids, readout_pos, attention_mask, attention,
+                                                                 "direct_logit_attribution")
     run = model.run_with_nodes(input_ids, attention_mask, attention=attention)
     rows = torch.arange(input_ids.shape[0])
     resid = run.inputs["logits"][rows, readout_pos]                     # [B, D]
@@ -106,7 +179,12 @@ def component_lens(
     project = lambda x: (centred(x) * scale * norm.w) @ model.unembed
     const_logits = project(constant) + (0 if norm.b is None else norm.b @ model.unembed)
     model_logits = run.logits[rows, readout_pos]
-    return ComponentLens(names, project(outputs), const_logits, model_logits)
+    return DirectLogitAttribution(names, project(outputs), const_logits, model_logits,
+                                  centred(outputs).norm(dim=-1), centred(resid).norm(dim=-1))
+
+
+component_lens = direct_logit_attribution
+"""The former name of :func:`direct_logit_attribution` (chapters 7 and 10 and the tests call it)."""
 
 
 def _norm_scale(norm, resid: Tensor) -> Tensor:

@@ -11,6 +11,12 @@ Definitions (ours; the paper shows plots without defining a statistic):
   specialised); 0 = equally for all (broad). Neurons that never fire positively get NaN.
 * **breadth** of a neuron, in [0, 1]: the fraction of real positions where its activation exceeds
   half of its maximum over the dataset. Low = it fires on few tokens.
+* **paired neuron comparison** (issue 11, :func:`paired_medians`): an MDM keeps its ARM's weights,
+  so neuron ``i`` of one is neuron ``i`` of the other. The comparison is the median over neurons of
+  the per-neuron difference (MDM - ARM) of selectivity or breadth, on the same positions, over
+  neurons chosen by a criterion symmetric in the two models: all of them, or the ``k`` with the
+  largest *mean of the two models'* activation variances (choosing by one model's variance makes
+  the other look broader by regression to the mean).
 """
 
 from __future__ import annotations
@@ -92,3 +98,30 @@ def top_neurons(acts: Tensor, k: int, attention_mask: Tensor | None = None) -> T
     if not 0 < k <= flat.shape[-1]:
         raise ValueError(f"k must be between 1 and d_mlp ({flat.shape[-1]}); got {k}")
     return flat.var(0).topk(k).indices
+
+
+def symmetric_top_neurons(acts_a: Tensor, acts_b: Tensor, k: int, attention_mask: Tensor | None = None) -> Tensor:
+    """Indices of the ``k`` neurons with the largest mean of the two models' activation variances
+    over real positions (``acts_*``: ``[batch, pos, d_mlp]`` on the same inputs)."""
+    if acts_a.shape != acts_b.shape:
+        raise ValueError(f"the two models' activations must have one shape; got {tuple(acts_a.shape)} and {tuple(acts_b.shape)}")
+    flat = lambda acts: acts.reshape(-1, acts.shape[-1]) if attention_mask is None else acts.reshape(-1, acts.shape[-1])[attention_mask.reshape(-1).bool()]
+    if not 0 < k <= acts_a.shape[-1]:
+        raise ValueError(f"k must be between 1 and d_mlp ({acts_a.shape[-1]}); got {k}")
+    return ((flat(acts_a).var(0) + flat(acts_b).var(0)) / 2).topk(k).indices
+
+
+def paired_medians(acts_a: Tensor, acts_b: Tensor, categories: Tensor, n_categories: int, neurons: Tensor | None = None) -> dict[str, float]:
+    """Median over ``neurons`` (None: all) of the per-neuron differences ``b - a`` of selectivity
+    (neurons where both are defined) and of breadth, on the same positions.
+
+    ``acts_*``: ``[batch, pos, d_mlp]``; ``categories``: ``[batch, pos]`` (``-1``: not a real token,
+    left out of the profile and of the breadth).
+    """
+    real = (categories >= 0).long()
+    pick = (lambda v: v) if neurons is None else (lambda v: v[neurons])
+    sel = [pick(selectivity(category_profile(a, categories, n_categories))) for a in (acts_a, acts_b)]
+    both = ~(sel[0].isnan() | sel[1].isnan())
+    diff_sel = (sel[1] - sel[0])[both]
+    diff_brd = pick(breadth(acts_b, real)) - pick(breadth(acts_a, real))
+    return {"selectivity": float(diff_sel.median()) if len(diff_sel) else float("nan"), "breadth": float(diff_brd.median())}

@@ -65,3 +65,36 @@ def test_bad_names_and_methods(model):
         ablation.ablated_logits(model, ids(), ["a9.h0"])
     with pytest.raises(ValueError, match="method must be one of"):
         ablation.ablated_logits(model, ids(), ["m0"], method="resample")
+
+
+# ----- issue 11: position-mean ablation and layer-matched random controls -------------------------------
+def test_position_mean_of_identical_examples_changes_nothing_and_the_global_mean_does(model):
+    x = ids()[:1].repeat(4, 1)                  # four copies of one example: each position's mean is itself
+    clean = model(x)
+    nodes = ["a0.h1", "m1"]
+    torch.testing.assert_close(ablation.ablated_logits(model, x, nodes, "position-mean"), clean, atol=1e-5, rtol=0)
+    assert (ablation.ablated_logits(model, x, nodes, "mean") - clean).abs().max() > 1e-3
+
+
+def test_position_means_average_only_the_examples_where_the_position_is_real(model):
+    x, mask = ids(), torch.ones(4, 6, dtype=torch.long)
+    mask[0, 4:] = 0
+    mask[1, 3:] = 0
+    means = ablation.mean_outputs(model, x, ["m0"], mask, per_position=True)["m0"]
+    out = model.run_with_nodes(x, mask).outputs["m0"]
+    assert means.shape == (6, CFG.d_model)
+    torch.testing.assert_close(means[5], out[2:, 5].mean(0))
+    torch.testing.assert_close(means[3], out[[0, 2, 3], 3].mean(0))
+    with pytest.raises(ValueError, match="needs means of shape"):
+        ablation.ablated_logits(model, x, ["m0"], "position-mean", means=ablation.mean_outputs(model, x, ["m0"]))
+
+
+def test_layer_matched_random_draws_as_many_per_layer_and_follows_the_seed(model):
+    g = model.graph
+    targeted = ["a0.h1", "m0", "a2.h0"]
+    draws = [ablation.layer_matched_random(g, targeted, seed) for seed in range(30)]
+    for drawn in draws:
+        assert sorted(map(ablation.layer_of, drawn)) == [0, 0, 2] and len(set(drawn)) == 3
+    assert len({tuple(d) for d in draws}) > 3 and draws[7] == ablation.layer_matched_random(g, targeted, 7)
+    with pytest.raises(ValueError, match="not a component"):
+        ablation.layer_matched_random(g, ["input"], 0)

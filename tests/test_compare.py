@@ -119,3 +119,69 @@ def test_spearman_is_the_correlation_of_ranks():
     assert compare.spearman(a, -a) == pytest.approx(-1.0)
     b = torch.tensor([1.0, 2.0, 3.0, 5.0, 4.0], dtype=torch.float64)   # ranks 2,0,3,1,4 vs 0,1,2,4,3
     assert compare.spearman(a, b) == pytest.approx(1 - 6 * (4 + 1 + 1 + 9 + 1) / (5 * 24))
+
+
+# ----- issue 11: N-free overlaps, signed components, depth and "early" ---------------------------------
+def test_weighted_jaccard_on_hand_built_scores():
+    a = scores_with({"input->m0": 1.0, "a0.h1->m1": -1.0})
+    b = scores_with({"input->m0": 2.0, "m2->logits": 2.0})
+    # normalised: a = (.5, .5, 0), b = (.5, 0, .5): sum of minima .5, of maxima 1.5
+    assert compare.weighted_jaccard(a, b) == pytest.approx(1 / 3)
+    s = random_scores(3)
+    assert compare.weighted_jaccard(s, FakeScores(-7 * s.tensor)) == pytest.approx(1.0)   # scale and sign free
+    assert compare.weighted_jaccard(scores_with({"input->m0": 1.0}), scores_with({"m2->logits": 1.0})) == 0.0
+    with pytest.raises(ValueError, match="nonzero"):
+        compare.weighted_jaccard(s, FakeScores(torch.zeros(GRAPH.n_src, GRAPH.n_dst)))
+
+
+def test_edge_spearman_ranks_every_edge_by_magnitude():
+    s = random_scores(4)
+    assert compare.edge_spearman(s, FakeScores(-s.tensor ** 3)) == pytest.approx(1.0)
+    mags = s.tensor[GRAPH.edge_mask].abs()
+    inverted = torch.zeros_like(s.tensor)
+    inverted[GRAPH.edge_mask] = 1 / mags
+    assert compare.edge_spearman(s, FakeScores(inverted)) == pytest.approx(-1.0)
+
+
+def test_signed_component_score_lets_opposite_edges_cancel():
+    s = scores_with({"a0.h0->m1": 2.0, "a0.h0->m2": -2.0, "a1.h1->logits": 1.5, "input->m0": 0.2})
+    signed = compare.signed_component_scores(s, n=3)
+    assert signed["a0.h0"] == pytest.approx(0.0) and signed["a1.h1"] == pytest.approx(1.5)
+    assert signed["m1"] == pytest.approx(2.0) and signed["m2"] == pytest.approx(-2.0)
+    assert compare.component_scores(s, n=3)["a0.h0"] == pytest.approx(4.0)
+    assert compare.top_components(s, 3, 1) == ["a0.h0"]
+    assert "a0.h0" not in compare.top_components(s, 3, 3, signed=True)
+    assert compare.component_overlap(s, s, 3, 3, signed=True).shared_fraction == 1.0
+
+
+def test_early_cutoff_is_the_first_quarter_and_at_least_layer_0():
+    assert [compare.early_cutoff(L) for L in (1, 3, 4, 7, 8, 12)] == [1, 1, 1, 1, 2, 3]
+    with pytest.raises(ValueError, match="at least 1"):
+        compare.early_cutoff(0)
+
+
+def test_early_share_counts_sources_input_and_layer_0_and_its_chance_is_the_edge_share():
+    g = Graph(n_layers=4, n_heads=2)
+    s = scores_with({"input->m3": 1.0, "a0.h1->a2.h0<q>": 1.0, "m0->logits": 1.0, "a1.h0->m1": 3.0}, g)
+    assert compare.early_share(s) == pytest.approx(3 / 6)
+    assert compare.early_share(s, n=1) == 0.0            # the top edge alone is from layer 1
+    early = sum(name.split("->")[0] in ("input", "a0.h0", "a0.h1", "m0") for name in g.edge_names)
+    assert compare.early_share_chance(g) == pytest.approx(early / g.n_edges)
+    equal = FakeScores(g.edge_mask.double(), g)
+    assert compare.early_share(equal) == pytest.approx(compare.early_share_chance(g))
+
+
+def test_mean_depth_of_sources_destinations_and_edges():
+    L = GRAPH.n_layers
+    one = lambda name: scores_with({name: 1.0})
+    assert compare.mean_depth(one("input->logits"), by="edge") == pytest.approx(0.5)
+    assert compare.mean_depth(one("a0.h0->m0"), by="src") == pytest.approx(1 / L)
+    assert compare.mean_depth(one("a0.h0->m0"), by="dst") == pytest.approx(0.0)
+    assert compare.mean_depth(one("a0.h0->m0"), by="edge") == pytest.approx(0.5 / L)
+    assert compare.mean_depth(one("m2->logits"), by="dst") == pytest.approx(1.0)
+    s = random_scores(5)
+    _, shares = compare.layer_distribution(s, by="src")     # the older definition, unchanged
+    assert compare.mean_depth(s) == pytest.approx(float((shares * torch.arange(L + 1) / L).sum()))
+    assert compare.mean_depth(s, by="edge") == pytest.approx((compare.mean_depth(s, by="src") + compare.mean_depth(s, by="dst")) / 2)
+    with pytest.raises(ValueError, match="by must be"):
+        compare.mean_depth(s, by="middle")

@@ -47,6 +47,37 @@ def test_later_diffusion_step_shares_committed_tokens_between_clean_and_corrupte
     assert not torch.equal(m.clean_ids[~answer], m.corrupted_ids[~answer])         # prompts differ
 
 
+def test_own_commits_keep_the_clean_mask_but_never_copy_the_clean_runs_tokens(pairs):
+    """Issue 11: the corrupted canvas holds the model's own commits for the corrupted prompt."""
+    from dataclasses import replace
+
+    _, mdm = models()
+    p = pairs["countdown"]
+    own = ModelInputs.from_pairs(mdm, p, TOK, step=4, corrupted_commits="own")
+    copied = ModelInputs.from_pairs(mdm, p, TOK, step=4)
+    answer = torch.arange(CANVAS)[None] > p.readout_pos[:, None]
+    assert torch.equal(own.clean_ids, copied.clean_ids)                                  # the clean canvas is unchanged
+    assert torch.equal(own.corrupted_ids == TOK.mask_id, own.clean_ids == TOK.mask_id)  # the same masked slots
+    assert torch.equal(own.corrupted_ids[~answer], copied.corrupted_ids[~answer])        # the corrupted prompt
+    # ground truth: when the corrupted prompt is the clean one, its own commits are the clean run's
+    same = replace(p, corrupted_ids=p.clean_ids, corrupted_examples=p.examples)
+    twin = ModelInputs.from_pairs(mdm, same, TOK, step=4, corrupted_commits="own")
+    assert torch.equal(twin.corrupted_ids, twin.clean_ids)
+    with pytest.raises(ValueError, match="corrupted_commits must be one of"):
+        ModelInputs.from_pairs(mdm, p, TOK, step=4, corrupted_commits="leak")
+
+
+def test_a_trained_mdm_commits_other_tokens_for_the_corrupted_countdown_target():
+    from mechshift_lite import zoo
+
+    tok, mdm = zoo.tokenizer(), zoo.load("mdm", 0)
+    p = task_pairs("countdown", tok, 8, seed=5)
+    own = ModelInputs.from_pairs(mdm, p, tok, step=16, corrupted_commits="own")
+    answer = torch.arange(own.clean_ids.shape[1])[None] > p.readout_pos[:, None]
+    assert torch.equal(own.corrupted_ids == tok.mask_id, own.clean_ids == tok.mask_id)
+    assert (own.corrupted_ids[answer] != own.clean_ids[answer]).sum() >= 5            # its own digits, not the clean ones
+
+
 def test_block_scores_recombine_to_the_whole_pool(pairs):
     arm, _ = models()
     p = pairs["ioi"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mechshift_lite import ModelConfig, Transformer
-from mechshift_lite.lens import component_lens, winners
+from mechshift_lite.lens import answer_vocabulary, component_lens, direct_logit_attribution, residual_lens, winners
 
 CONFIGS = {
     "gpt2": ModelConfig(d_vocab=30, n_ctx=10, d_model=32, n_layers=2, n_heads=4, d_head=8, d_mlp=64),
@@ -75,3 +75,52 @@ def test_each_reading_is_credited_to_the_component_that_wrote_it(model, only):
     assert lens.logits[lens.names.index(only)].abs().max() > 1e-2
     torch.testing.assert_close(lens.logits[lens.names.index(only)] + lens.logits[lens.names.index("input")] + lens.constant,
                                lens.model_logits, atol=1e-4, rtol=0)
+
+
+# ----- issue 11: the residual-stream logit lens, and flatness at matched scale --------------------------
+@pytest.mark.parametrize("attention", ["causal", "bidirectional"])
+def test_residual_lens_after_the_last_layer_is_the_models_logits(model, attention):
+    ids = torch.randint(0, 30, (4, 8), generator=torch.Generator().manual_seed(3))
+    pos = torch.tensor([7, 3, 5, 0])
+    readings = residual_lens(model, ids, pos, attention=attention)
+    assert readings.shape == (model.cfg.n_layers + 1, 4, 30)
+    rows = torch.arange(4)
+    with torch.no_grad():
+        logits = model(ids, attention=attention)[rows, pos]
+        first = model.ln_final(model.embed(ids)[rows, pos]) @ model.unembed
+    torch.testing.assert_close(readings[-1], logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(readings[0], first, atol=1e-5, rtol=0)      # stopped before any layer
+    assert (readings[1] - readings[0]).abs().max() > 1e-3                    # layer 0 changes the reading
+
+
+def test_matched_entropy_does_not_depend_on_a_components_output_scale(model):
+    ids = torch.randint(0, 30, (3, 7), generator=torch.Generator().manual_seed(4))
+    pos = torch.tensor([6, 2, 4])
+    vocab = torch.tensor([2, 5, 11, 17])
+    with torch.no_grad():
+        model.ln_final.w *= 50                       # sharp readings (random weights read nearly flat)
+    loud = direct_logit_attribution(model, ids, pos)
+    with torch.no_grad():
+        model.blocks[0].attn.W_O[1] /= 20            # a0.h1 writes the same direction, 20x smaller
+    quiet = direct_logit_attribution(model, ids, pos)
+    i = quiet.names.index("a0.h1")
+    assert quiet.entropy()[i].mean() > loud.entropy()[i].mean() + 0.05    # raw: smaller reads flatter
+    # matched scale: the output is rescaled to the norm of the residual stream the norm divides by,
+    # so the reading depends on the output's direction only
+    torch.testing.assert_close(quiet.matched_logits()[i], loud.matched_logits()[i], atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(quiet.entropy(vocab, matched=True)[i], loud.entropy(vocab, matched=True)[i], atol=1e-4, rtol=0)
+    assert quiet.entropy(vocab)[i].shape == (3,)
+    assert quiet.entropy(vocab, matched=True)[i].max() <= torch.log(torch.tensor(4.0)) + 1e-6
+
+
+def test_entropy_over_the_answer_vocabulary_only(model):
+    lens = direct_logit_attribution(model, torch.zeros(2, 5, dtype=torch.long), torch.tensor([4, 4]))
+    lens.logits = torch.full_like(lens.logits, -5.0)
+    lens.logits[..., [3, 8]] = 2.0                    # flat over two tokens, sharp against the rest
+    vocab = answer_vocabulary(torch.tensor([3, 3]), torch.tensor([8, 3]))
+    assert vocab.tolist() == [3, 8]
+    assert lens.entropy(vocab)[0, 0] == pytest.approx(float(torch.log(torch.tensor(2.0))), abs=1e-5)
+    assert lens.entropy(torch.tensor([3, 8, 9]))[0, 0] < lens.entropy()[0, 0]
+    with pytest.raises(ValueError, match="at least 2 token ids"):
+        lens.entropy(torch.tensor([3]))
+    assert component_lens is direct_logit_attribution     # the former name is an alias

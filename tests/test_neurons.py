@@ -47,3 +47,24 @@ def test_token_categories_and_top_neurons():
     acts = torch.zeros(1, 4, 3)
     acts[0, :, 2] = torch.tensor([0.0, 5.0, -5.0, 0.0])
     assert neurons.top_neurons(acts, 1).tolist() == [2]
+
+
+# ----- issue 11: neurons compared paired, chosen symmetrically ----------------------------------------
+def test_symmetric_top_neurons_do_not_depend_on_which_model_is_first():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 10, 6, generator=g), torch.randn(2, 10, 6, generator=g)
+    b[..., 4] *= 10                                   # loud in b only: chosen, although a barely varies there
+    assert set(neurons.symmetric_top_neurons(a, b, 3).tolist()) == set(neurons.symmetric_top_neurons(b, a, 3).tolist())
+    assert 4 in neurons.symmetric_top_neurons(a, b, 1).tolist()
+    assert 4 not in neurons.top_neurons(a, 1).tolist()
+
+
+def test_paired_medians_are_zero_for_the_same_model_and_find_a_sharpened_neuron():
+    cats = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3, -1]])
+    a = torch.ones(1, 9, 2)                           # both neurons fire equally for every category
+    assert neurons.paired_medians(a, a.clone(), cats, 4) == {"selectivity": 0.0, "breadth": 0.0}
+    b = a.clone()
+    b[0, :, 0] = (cats[0] == 0).float()              # neuron 0 now fires for category 0 only
+    medians = neurons.paired_medians(a, b, cats, 4, neurons=torch.tensor([0]))
+    assert medians["selectivity"] == pytest.approx(1.0)
+    assert medians["breadth"] == pytest.approx(2 / 8 - 1.0)     # exceeds half its max on 2 of 8 real positions

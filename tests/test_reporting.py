@@ -16,12 +16,14 @@ CFG = ModelConfig(d_vocab=len(TOK), n_ctx=CANVAS, d_model=32, n_layers=3, n_head
 SMALL = experiment.ExperimentConfig(n_problems=12, n_chunks=3, method="EAP", ig_steps=1, edge_fraction=0.1)
 
 
-def write_fake_zoo(folder, seeds=(0, 1), snapshots=(100,)):
+def write_fake_zoo(folder, seeds=(0, 1), snapshots=(100,), armc_copies_arm=False):
+    """A zoo of random models; with ``armc_copies_arm`` every ARM-continued checkpoint is its ARM's weights."""
     entries = {}
     rows = [(k, s, None) for s in seeds for k in zoo.KINDS] + [("mdm", seeds[0], step) for step in snapshots]
     for i, (kind, seed, step) in enumerate(rows):
         name = f"{kind}-seed{seed}" + (f"-step{step}" if step else "")
-        model = Transformer(CFG).init_weights(10 * seed + i)
+        copy = armc_copies_arm and kind == "arm-continued"
+        model = Transformer(CFG).init_weights(10 * seed + (rows.index(("arm", seed, None)) if copy else i))
         path = folder / f"{name}.safetensors"
         save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, str(path))
         entries[name] = {"kind": kind, "seed": seed, "step": step or 1000, "final": step is None, "file": path.name,

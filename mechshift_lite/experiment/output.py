@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .verdicts import table
+from .verdicts import reliability_table, table
 
 MARKER = ".mechshift-report"
 
@@ -24,11 +24,13 @@ def prepare_out_dir(out_dir: str | Path) -> Path:
 
 
 def write(result: dict, out_dir: str | Path) -> Path:
-    """Write ``report.json``, ``table.txt`` and the figures of ``result`` into ``out_dir`` (see :func:`prepare_out_dir`)."""
+    """Write ``report.json``, ``table.txt``, ``reliability.txt`` and the figures of ``result`` into ``out_dir`` (see :func:`prepare_out_dir`)."""
     from .. import plots
 
     out = prepare_out_dir(out_dir)
     (out / "report.json").write_text(json.dumps(result, indent=1))
     (out / "table.txt").write_text(table(result) + "\n")
+    if "verdict_paired" in result:   # reports of issue 11 and later
+        (out / "reliability.txt").write_text(reliability_table(result) + "\n")
     plots.save_report_figures(result, out)
     return out

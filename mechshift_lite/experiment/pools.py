@@ -87,10 +87,12 @@ def chunk_rows(n: int, n_chunks: int) -> list[Tensor]:
     return list(torch.arange(n).tensor_split(n_chunks))
 
 
-def attribute_chunks(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, cfg: ExperimentConfig, step: int = 0) -> Tensor:
+def attribute_chunks(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, cfg: ExperimentConfig, step: int = 0,
+                     corrupted_commits: str = "clean") -> Tensor:
     """``[n_chunks, n_src, n_dst]`` scores of each block of examples (their mean over blocks,
-    weighted by block size, is the score over the whole pool)."""
-    inputs = ModelInputs.from_pairs(model, pairs, tokenizer, step)
+    weighted by block size, is the score over the whole pool); ``step``, ``corrupted_commits``:
+    the MDM's canvas (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`)."""
+    inputs = ModelInputs.from_pairs(model, pairs, tokenizer, step, corrupted_commits)
     metric = inputs.metric()
     parts = []
     for rows in chunk_rows(len(pairs), cfg.n_chunks):
@@ -134,9 +136,11 @@ class TaskData:
     scores: dict[str, Tensor]
 
 
-def model_key(kind: str, seed: int, step: int | None = None, diffusion_step: int = 0) -> str:
+def model_key(kind: str, seed: int, step: int | None = None, diffusion_step: int = 0, own_commits: bool = False) -> str:
+    """``"mdm/0"``, ``"mdm/0@step2000"`` (a post-training checkpoint), ``"mdm/0#k3"`` (diffusion step 3,
+    the corrupted canvas copying the clean commits), ``"mdm/0#k3~own"`` (its own commits)."""
     key = f"{kind}/{seed}" + (f"@step{step}" if step is not None else "")
-    return key + (f"#k{diffusion_step}" if diffusion_step else "")
+    return key + (f"#k{diffusion_step}" if diffusion_step else "") + ("~own" if own_commits and diffusion_step else "")
 
 
 def zoo_seeds(zoo_dir=zoo.ZOO_DIR) -> list[int]:
@@ -172,10 +176,10 @@ def collect(
     models = {model_key(k, s): zoo.load(k, s, zoo_dir=zoo_dir) for s in seeds for k in KINDS}
     trajectory = {model_key("mdm", seeds[0], step): zoo.load("mdm", seeds[0], step, zoo_dir=zoo_dir)
                   for step in post_training_steps}
-    jobs = [(key, model, cfg.mdm_step if key.startswith("mdm/") else 0) for key, model in models.items()]
-    jobs += [(model_key("mdm", s, diffusion_step=k), models[model_key("mdm", s)], k)
-             for s in seeds for k in diffusion_steps if k > 0]
-    jobs += [(key, model, 0) for key, model in trajectory.items()]
+    jobs = [(key, model, cfg.mdm_step if key.startswith("mdm/") else 0, "clean") for key, model in models.items()]
+    jobs += [(model_key("mdm", s, diffusion_step=k, own_commits=own), models[model_key("mdm", s)], k, "own" if own else "clean")
+             for s in seeds for k in diffusion_steps if k > 0 for own in (False, True)]
+    jobs += [(key, model, 0, "clean") for key, model in trajectory.items()]
     out = {}
     bar = tqdm(total=len(TASKS) * len(jobs), desc="attributing", disable=not progress)
     for task in TASKS:
@@ -185,8 +189,8 @@ def collect(
         pool = drawn.select(pool_rows)
         sizes = torch.tensor([len(r) for r in chunk_rows(len(pool), cfg.n_chunks)])
         scores = {}
-        for key, model, step in jobs:
-            scores[key] = attribute_chunks(model, pool, tokenizer, cfg, step)
+        for key, model, step, commits in jobs:
+            scores[key] = attribute_chunks(model, pool, tokenizer, cfg, step, commits)
             bar.update()
         accuracy = {key: float(r.float().mean()) for key, r in right.items()}
         out[task] = TaskData(pool, len(drawn), accuracy, sizes, scores)

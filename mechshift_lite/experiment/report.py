@@ -19,11 +19,11 @@ from tqdm.auto import tqdm
 from .. import __version__, zoo
 from ..zoo import KINDS
 from . import output
-from .analyses import ablation_analysis, lens_analysis, neuron_analysis
+from .analyses import ablation_analysis, commit_analysis, lens_analysis, neuron_analysis
 from .cache import cache_key, default_cache_dir
 from .pools import TASKS, ExperimentConfig, collect, model_key, trajectory_steps, zoo_seeds
-from .statistics import Analysis
-from .verdicts import verdict
+from .statistics import Analysis, between_tasks
+from .verdicts import PAIRED_RULE, paired_verdict, verdict
 
 DIFFUSION_STEPS = (0, 4, 8, 16, 24)   # committed answer tokens; the canvas has about 25 answer slots
 
@@ -41,10 +41,11 @@ def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progr
     result = {"version": __version__, "config": cfg.to_dict(), "seeds": seeds, "n_boot": n_boot,
               "graph": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "n_edges": graph.n_edges},
               "tasks": {}}
-    bar = tqdm(total=len(TASKS) * 7 + 1, desc="analysing", disable=not progress)
+    bar = tqdm(total=len(TASKS) * 13 + 1, desc="analysing", disable=not progress)
+    analyses = {}
     for task in TASKS:
         d = data[task]
-        a = Analysis(d, graph, cfg, seeds, n_boot)
+        a = analyses[task] = Analysis(d, graph, cfg, seeds, n_boot)
         stages = {
             "overlap": a.overlaps,
             "curve": a.curve,
@@ -53,6 +54,12 @@ def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progr
             "trajectory": lambda: a.trajectory(post_steps),
             "lens": lambda: lens_analysis(models, d.pairs, tokenizer, seeds, a, n_boot),
             "ablation": lambda: ablation_analysis(models, d.pairs, tokenizer, seeds, a),
+            "agreement": a.agreement,                 # issue 11: N-free overlaps
+            "reliability": a.reliability,             # split-half ceilings
+            "paired": a.paired,                       # paired differences
+            "component_curve": a.component_curve,     # top-K overlap over K
+            "diffusion_steps_own": lambda: a.diffusion_steps([k for k in DIFFUSION_STEPS if k > 0], own_commits=True),
+            "diffusion_commits": lambda: commit_analysis(models, d.pairs, tokenizer, seeds, [k for k in DIFFUSION_STEPS if k > 0]),
         }
         out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy}}
         for name, stage in stages.items():
@@ -63,7 +70,10 @@ def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progr
     result["neurons"] = neuron_analysis(models, {t: data[t].pairs for t in TASKS}, tokenizer, seeds, n_boot)
     bar.update()
     bar.close()
+    result["between_tasks"] = between_tasks(analyses)
     result["verdict"] = verdict(result)
+    result["verdict_paired"] = paired_verdict(result)
+    result["verdict_paired_rule"] = PAIRED_RULE
     return result
 
 

@@ -30,6 +30,49 @@ def verdict(result: dict) -> list[dict]:
     ]
 
 
+def shift_holds(difference: Stat, control: Stat | None, sign: int = 1) -> bool:
+    """The one verdict rule (issue 11). A direction holds when the paired 95% interval of its
+    difference excludes zero on the claimed side (``sign`` +1: above zero, -1: below) *and* the
+    ARM-continued control's paired interval does not exclude zero on that same side (further AR
+    training alone does not show the same change). ``control`` None: no control exists."""
+    if sign not in (1, -1):
+        raise ValueError(f"sign must be +1 or -1; got {sign}")
+    excludes = lambda stat: stat["lo"] > 0 if sign > 0 else stat["hi"] < 0
+    return excludes(difference) and (control is None or not excludes(control))
+
+
+PAIRED_RULE = ("holds when the paired 95% interval of the difference excludes zero on the claimed side and the "
+               "ARM-continued control's paired interval does not")
+
+
+def paired_verdict(result: dict) -> list[dict]:
+    """The paper's three directions decided by :func:`shift_holds` on the paired differences.
+
+    1. Overlap: ARM-MDM top-N edge Jaccard IOI minus Countdown > 0; control: the same for ARM-ARMc.
+    2. Front-loading: Countdown mean edge depth MDM - ARM < 0; control: ARMc - ARM.
+    3. Distribution: on both tasks, distinct winners MDM - ARM > 0 and top-K entropy over the answer
+       vocabulary at matched scale MDM - ARM > 0; control: ARMc - ARM of each.
+    """
+    t, x = result["tasks"], result["between_tasks"]
+    d1, c1 = x["edge_arm_mdm_ioi_minus_countdown"], x["edge_arm_armc_ioi_minus_countdown"]
+    d2, c2 = t["countdown"]["paired"]["depth_mdm_minus_arm"], t["countdown"]["paired"]["depth_armc_minus_arm"]
+    parts3 = [(task, what, t[task]["lens"][f"{what}_mdm_minus_arm"], t[task]["lens"][f"{what}_armc_minus_arm"])
+              for task in TASKS for what in ("winners", "entropy_top_matched")]
+    return [
+        {"claim": "ARM-MDM edge overlap is higher on IOI (local) than on Countdown (global)",
+         "holds": shift_holds(d1, c1, +1), "difference": d1, "control": c1,
+         "evidence": f"IOI - Countdown: ARM-MDM {fmt(d1)}, ARM-ARMc {fmt(c1)}"},
+        {"claim": "the MDM front-loads attribution on Countdown (mean edge depth MDM - ARM < 0)",
+         "holds": shift_holds(d2, c2, -1), "difference": d2, "control": c2,
+         "evidence": f"Countdown: MDM - ARM {fmt(d2)}, ARMc - ARM {fmt(c2)}; IOI: MDM - ARM "
+                     f"{fmt(t['ioi']['paired']['depth_mdm_minus_arm'])}"},
+        {"claim": "the MDM is more distributed (more distinct winners, flatter top components at matched scale, both tasks)",
+         "holds": all(shift_holds(d, c, +1) for _, _, d, c in parts3),
+         "evidence": "; ".join(f"{task} {what.replace('_', ' ')}: MDM - ARM {fmt(d)}, ARMc - ARM {fmt(c)}"
+                               for task, what, d, c in parts3)},
+    ]
+
+
 def versus(a: Stat, b: Stat) -> str:
     """``"above"`` / ``"below"`` when the two 95% intervals do not overlap, else ``"not separable from"``."""
     if a["lo"] > b["hi"]:
@@ -78,4 +121,22 @@ def table(result: dict) -> str:
                          f"{fmt(o[f'{name}_arm_arm']):>24s} {chance:7.3f}")
         d = result["tasks"][task]["depth"]
         lines.append(f"{task:10s} {'early-layer fraction':22s} {'MDM ' + fmt(d['early_mdm']):>24s} {'ARMc ' + fmt(d['early_arm-continued']):>24s} {'ARM ' + fmt(d['early_arm']):>24s}")
+    return "\n".join(lines)
+
+
+def reliability_table(result: dict) -> str:
+    """Issue 11's table as text: per task and agreement measure, ARM-MDM and ARM-ARMc beside the
+    split-half ceilings of the ARM, the MDM and the ARMc, and the paired ARMc - MDM difference."""
+    head = (f"{'task':10s} {'measure':16s} {'ARM-MDM':>22s} {'ARM-ARMc':>22s} {'ceiling ARM':>12s} {'ceiling MDM':>12s} "
+            f"{'ceiling ARMc':>12s} {'(ARM-ARMc)-(ARM-MDM), paired':>30s}")
+    lines = [head]
+    for task in TASKS:
+        t = result["tasks"][task]
+        r, p = t["reliability"], t["paired"]
+        for name, label in (("edge", f"top-{t['overlap']['n_edges']} Jaccard"), ("weighted", "weighted Jaccard"), ("spearman", "Spearman")):
+            source = t["overlap"] if name == "edge" else t["agreement"]
+            ceilings = " ".join(f"{r[f'ceiling_{name}_{kind}']['mean']:12.3f}" for kind in ("arm", "mdm", "arm-continued"))
+            lines.append(f"{task:10s} {label:16s} {fmt(source[f'{name}_arm_mdm']):>22s} {fmt(source[f'{name}_arm_armc']):>22s} "
+                         f"{ceilings} {fmt(p[f'{name}_armc_minus_mdm']):>30s}")
+    lines.append(f"(intervals over seeds and blocks; {result['tasks'][TASKS[0]]['paired']['n_seed_resamples']} distinct seed resamples)")
     return "\n".join(lines)
