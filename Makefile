@@ -2,6 +2,7 @@
 #   make book        create .venv if needed, install, build _build/html (runs changed chapters)
 #   make test        unit tests, then the strict book build that executes every chapter (what CI runs)
 #   make test-min    the unit tests again, on the lowest versions pyproject.toml declares (CI runs it too)
+#   make colab-check run every chapter as Colab's "Run all" does: every cell, tags ignored, CPU only (CI runs it)
 #   make notebooks   output-free .ipynb chapters and exercise versions under _build/notebooks/
 #   make check-site  open every built page in headless Chromium; screenshots in _build/screenshots/
 #   make clean       remove _build/ (keeps .venv)
@@ -36,7 +37,7 @@ MIN_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.10*/bin/python) $(P
 MIN_VENV := .venv-min
 MIN_STAMP := $(MIN_VENV)/.mechshift-installed
 
-.PHONY: book test test-min notebooks check-site clean
+.PHONY: book test test-min colab-check notebooks check-site clean
 
 # Reinstall only when the requirements change.
 $(STAMP): pyproject.toml requirements-book.txt constraints-book.txt Makefile
@@ -75,6 +76,10 @@ test: $(STAMP)
 test-min: $(MIN_STAMP)
 	$(MIN_VENV)/bin/python -c 'import numpy, torch, transformers; import sys; print("lowest versions: Python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "numpy", numpy.__version__)'
 	$(MIN_VENV)/bin/python -m pytest -q
+
+# After `make test` the report is cached, so this takes a few minutes.
+colab-check: $(STAMP)
+	$(BIN)/python scripts/run_like_colab.py book/ch*.py
 
 notebooks: $(STAMP)
 	rm -rf _build/notebooks

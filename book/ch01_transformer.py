@@ -167,12 +167,16 @@ for name, hf_model in tiny_hf.items():
     print(f"{name:12s} max |logit difference| vs HuggingFace = {gap:.1e}")
 
 # %% [markdown]
-# With internet and a GPU, the real checkpoints load the same way (this cell is not run when the
-# book is built):
+# With internet, the real checkpoints load the same way (the cell downloads only with
+# `USE_HUB = True`):
 
-# %% tags=["skip-execution"]
-arm = ml.load_pretrained("gpt2", dtype=torch.float32)                        # causal
-mdm = ml.load_pretrained("diffusionfamily/diffugpt-s", dtype=torch.float32)  # bidirectional, same architecture
+# %%
+USE_HUB = False   # True downloads GPT-2 and DiffuGPT-S (about 0.5 GB each; internet needed)
+if USE_HUB:
+    arm = ml.load_pretrained("gpt2", dtype=torch.float32)                        # causal
+    mdm = ml.load_pretrained("diffusionfamily/diffugpt-s", dtype=torch.float32)  # bidirectional, same architecture
+else:
+    print("USE_HUB is False: nothing downloaded (set it to True to load the real pair)")
 
 # %% [markdown]
 # ## Exercises

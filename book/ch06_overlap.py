@@ -133,7 +133,10 @@ print(f"K = {K}: shared fraction {overlap.shared_fraction:.2f}, Jaccard {overlap
 # %% tags=["skip-execution"]
 from mechshift_lite.teaching import explorers
 
-explorers.overlap_explorer({"ARM": arm_scores, "MDM": mdm_scores, "ARM-continued": scores_of(zoo.load("arm-continued", seed=0))})
+control = zoo.load("arm-continued", seed=0)
+control_scores = ml.attribute(control, ml.ModelInputs.from_pairs(control, pairs, tok), pairs.metric(),
+                              method="EAP-IG-inputs", ig_steps=5)
+explorers.overlap_explorer({"ARM": arm_scores, "MDM": mdm_scores, "ARM-continued": control_scores})
 
 # %% [markdown]
 # ```{admonition} Definitions (quoted from `mechshift_lite.compare`)

@@ -128,14 +128,21 @@ print(f"{len(tok)} tokens; single-token names: {sorted(names)}")
 print("split into pieces:", {n: tok.tokenize(" " + n) for n in ml.tasks.ioi.NAMES if n not in names})
 
 # %% [markdown]
-# With internet, load the real tokenizer instead (not run in the build). The MDMs use their ARM's
-# tokenizer, so one tokenizer serves each pair.
+# With internet, the real tokenizer works the same way. The MDMs use their ARM's tokenizer, so one
+# tokenizer serves each pair. The cells that download or need a GPU run only when you set
+# `USE_HUB = True` (in Colab, with a GPU runtime for the models); otherwise, as in the build and in
+# a plain "Run all", they say what they would do and the chapter goes on with the stand-ins.
 
-# %% tags=["skip-execution"]
-from transformers import AutoTokenizer
+# %%
+USE_HUB = False   # True: download the real tokenizers and checkpoints (internet; a GPU for the models)
 
-tok = AutoTokenizer.from_pretrained("gpt2")   # or "Qwen/Qwen2.5-7B", "meta-llama/Llama-2-7b-hf"
-print(sorted(real_tasks.single_token_names(tok)))
+if USE_HUB:
+    from transformers import AutoTokenizer
+
+    hub_tok = AutoTokenizer.from_pretrained("gpt2")   # or "Qwen/Qwen2.5-7B", "meta-llama/Llama-2-7b-hf"
+    print(sorted(real_tasks.single_token_names(hub_tok)))
+else:
+    print("USE_HUB is False: the real GPT-2 tokenizer is not downloaded (the stand-in above plays its part)")
 
 # %% [markdown]
 # An IOI pair: the corrupted prompt replaces the second mention of the subject by a third name
@@ -232,11 +239,14 @@ mask_id, n_pairs, n_shots, token_budget = tok.mask_token_id, 16, 2, 4096   # 2 s
 # downloads, then a few minutes of EAP-IG for 500 pairs on a free Colab T4 (16 GB). DiffuGPT is
 # not an `AutoModel`; `load_pretrained` renames its keys into a GPT-2 (see `mechshift_lite/hf.py`).
 
-# %% tags=["skip-execution"]
-tok = AutoTokenizer.from_pretrained("gpt2")
-arm = ml.load_pretrained("gpt2", dtype=torch.float32, device="cuda")
-mdm = ml.load_pretrained("diffusionfamily/diffugpt-s", dtype=torch.float32, device="cuda")
-mask_id, n_pairs, n_shots, token_budget = HUB_MODELS["diffusionfamily/diffugpt-s"].mask_token_id, 500, 8, 4096
+# %%
+if USE_HUB and torch.cuda.is_available():
+    tok = AutoTokenizer.from_pretrained("gpt2")   # GPT-2's tokenizer has no mask token: DiffuGPT's comes from HUB_MODELS
+    arm = ml.load_pretrained("gpt2", dtype=torch.float32, device="cuda")
+    mdm = ml.load_pretrained("diffusionfamily/diffugpt-s", dtype=torch.float32, device="cuda")
+    mask_id, n_pairs, n_shots, token_budget = HUB_MODELS["diffusionfamily/diffugpt-s"].mask_token_id, 500, 8, 4096
+else:
+    print("skipped (needs USE_HUB = True and a GPU): GPT-2 and DiffuGPT-S on 500 pairs per task; the stand-ins run instead")
 
 # %%
 results["GPT-2 / DiffuGPT-S"] = shift_analysis(arm, mdm, tok, mask_id, n_pairs, n_shots, token_budget)
@@ -263,9 +273,11 @@ for name, arch in (("Qwen2.5-7B / Dream-7B", "qwen2"), ("LLaMA-2-7B / DiffuLLaMA
 # `config.json` into a `Qwen2Config` and runs no remote code. If memory is short, attribute one
 # model at a time (call `ml.attribute` on the ARM, delete it, then load the MDM).
 
-# %% tags=["skip-execution"]
-assert torch.cuda.is_available() and torch.cuda.get_device_properties(0).total_memory > 70e9, "needs an 80 GB GPU"
-for name, token_budget in (("Qwen2.5-7B / Dream-7B", 2048), ("LLaMA-2-7B / DiffuLLaMA", 1536)):
+# %%
+BIG_GPU = torch.cuda.is_available() and torch.cuda.get_device_properties(0).total_memory > 70e9
+if not (USE_HUB and BIG_GPU):
+    print("skipped (needs USE_HUB = True and an 80 GB GPU): the two 7B pairs on 500 pairs per task")
+for name, token_budget in (("Qwen2.5-7B / Dream-7B", 2048), ("LLaMA-2-7B / DiffuLLaMA", 1536)) if USE_HUB and BIG_GPU else ():
     arm_id, mdm_id = PAIRS[name]
     del arm, mdm
     torch.cuda.empty_cache()
