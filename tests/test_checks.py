@@ -363,19 +363,15 @@ def test_anneal_mask_checker(capsys):
 def test_wilson_interval_checker():
     import math
 
-    def wilson(k, n):
-        if n == 0:
-            return 0.0, 1.0
-        z, p = 1.959963984540054, k / n
-        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-        half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
+    from mechshift_lite.countdown_eval import wilson_interval   # the reference solution (tested in test_countdown_eval)
 
     def normal_approximation(k, n):   # the textbook interval: zero width at k = 0
         p = k / n if n else 0.5
         half = 1.96 * math.sqrt(p * (1 - p) / n) if n else 0.5
         return max(0.0, p - half), min(1.0, p + half)
 
-    checks.wilson_interval(wilson)
+    checks.wilson_interval(wilson_interval)
     with pytest.raises(AssertionError, match="wilson_interval"):
         checks.wilson_interval(normal_approximation)
+    with pytest.raises(AssertionError, match="wilson_interval"):
+        checks.wilson_interval(lambda k, n: wilson_interval(k, n)[::-1])
