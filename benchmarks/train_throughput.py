@@ -15,6 +15,13 @@ Prints the median time per step over the repeats, steps/s, **canvas tokens/s** (
 the same training data per step on every path, the basis of the issue's 11.7k figure) and the
 positions actually run per second, and each MDM path's speed-up over ``MDM old``.
 
+Measured on this project's 2-core CPU, one thread, the machine shared (medians of 5 x 10 steps,
+2026-12-02): trim x1.26, bf16 x1.54, trim+bf16 x1.74 over ``MDM old`` (absolute times move 2-3x
+with the load; the ratios are steadier). The recipe study (``scripts/recipe_study.py``) found
+bf16 alone gives the shipped step's result after 1500 steps, while the trimmed tail costs
+decoded chains (``ends_at_target`` 54% against 96%): only bf16 is a speed-up at the same result.
+Computing ``model.Norm`` with ``F.layer_norm`` would bring bf16 to about x2.0 (measured by patching).
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/train_throughput.py           # one core, as each zoo worker

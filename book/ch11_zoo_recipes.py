@@ -131,7 +131,8 @@ lines = ["| run | what it changes | steps | " + " | ".join(COLUMNS) + " |", "| -
 for name, row in sorted(last.items(), key=lambda item: -item[1]["metrics"]["exact"]):
     m = row["metrics"]
     lines.append(f"| `{name}` | {row['description']} | {row['step']} | " + " | ".join(f"{m.get(c, float('nan')):.1%}" for c in COLUMNS) + " |")
-Markdown("\n".join(lines) if last else "The study has not finished a run yet.")
+Markdown("\n".join(lines) if last else f"No results of the study found at `{RESULTS}`: they ship with the repository, "
+         "not with the package (in Colab, clone the repository or run the study).")
 
 # %%
 if last:

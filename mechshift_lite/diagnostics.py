@@ -43,15 +43,13 @@ from . import accuracy, diffusion
 from .accuracy import _check_task, _mode
 from .model import Transformer
 from .tasks import CANVAS, Example, countdown, encode_examples
+from .tasks.countdown import _CHAIN as _TWO_EQUATIONS  # a?b=c,d?e=f, the groups slot_roles uses
 from .tasks.countdown import _EQUATION, _is_true
 from .tokenizer import Tokenizer
 
 DECODERS: tuple[str, ...] = ("confidence", "remask")
 KEYS: tuple[str, ...] = ("exact", "well_formed", "eq1_true", "ends_at_target", "first_token", "x_digits", "x_number")
 """The keys every :func:`countdown_diagnostics` result has (the MDM adds ``x_digits_copy``)."""
-
-_TWO_EQUATIONS = re.compile(r"(\d+)([+\-*/])(\d+)=(\d+),(\d+)([+\-*/])(\d+)=(\d+)")
-
 
 # ----- scoring decoded answers (pure functions of the text) ---------------------------------------
 def equation_true(equation: str) -> bool:

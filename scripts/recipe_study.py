@@ -60,6 +60,8 @@ class Run:
             ARM trained 4000 more AR steps), or ``"pretrain"`` (a fresh ARM, see ``arm``/``width``).
         arm: pre-training fields that differ from the shipped ARM recipe (``start="pretrain"``).
         width: d_model of a fresh ARM (heads of 32 wide, MLP 4x); None = the zoo's shape.
+        arm_run: with ``start="pretrain"``, reuse the ARM another run pre-trained (its name).
+        steps: post-training steps of this run; None = ``--steps``.
     """
 
     name: str
@@ -68,6 +70,8 @@ class Run:
     start: str = "arm"
     arm: dict[str, Any] = field(default_factory=dict)
     width: int | None = None
+    arm_run: str | None = None
+    steps: int | None = None
 
 
 RUNS: tuple[Run, ...] = (
@@ -83,15 +87,21 @@ RUNS: tuple[Run, ...] = (
         {"precision": "bfloat16"}),
     Run("arm-long", "start from a longer-trained ARM: the shipped ARM-continued (3000 + 4000 AR steps)",
         start="arm-continued"),
+    Run("arm-6k", "own ARM pre-trained 6000 steps (the zoo's: 3000), then the recipe", start="pretrain",
+        arm={"steps": 6000}),
+    Run("arm-long+cd", "the longer-trained ARM (as arm-long) and 90% Countdown from step 250",
+        {"countdown_share": 0.9, "countdown_share_from": 250}, start="arm-continued"),
     Run("lr-3e-4", "peak learning rate 3e-4, warm-up 300 steps", {"lr": 3e-4, "warmup": 300}),
+    Run("arm-6k+cd", "the own 6000-step ARM of arm-6k and 90% Countdown from step 250 (is arm-long+cd's gain the ARM's length?)",
+        {"countdown_share": 0.9, "countdown_share_from": 250}, start="pretrain", arm={"steps": 6000}, arm_run="arm-6k"),
     Run("trim", "[PAD] tail trimmed after the batch's longest sequence (faster)", {"pad_tail": "trim"}),
+    Run("arm-long+cd-4k", "arm-long+cd for 4000 steps (the zoo's post-training length)",
+        {"countdown_share": 0.9, "countdown_share_from": 250}, start="arm-continued", steps=4000),
     Run("d128", "width d_model 128 (4 heads of 32, MLP 512): own ARM, 3000 steps, then the recipe",
         start="pretrain", width=128),
     Run("combo", "low-t + 90% Countdown from step 250 (the two best of the first runs)",
         {"t_power": 2.0, "countdown_share": 0.9, "countdown_share_from": 250}),
     Run("warm-500", "peak learning rate 1e-3 as shipped, warm-up 500 steps", {"warmup": 500}),
-    Run("arm-6k", "own ARM pre-trained 6000 steps (the zoo's: 3000), then the recipe", start="pretrain",
-        arm={"steps": 6000}),
 )
 
 
@@ -187,7 +197,8 @@ def start_model(run: Run, args, data, score) -> Transformer:
         return model
     if run.start != "pretrain":
         raise ValueError(f"run {run.name}: unknown start {run.start!r}")
-    cfg, arm_dir, name = arm_config(run), args.work_dir / f"{run.name}-arm", f"{run.name}/arm"
+    owner = run.arm_run or run.name
+    cfg, arm_dir, name = arm_config(run), args.work_dir / f"{owner}-arm", f"{owner}/arm"
     arm = Transformer(model_config(run), attention="causal").init_weights(SEED)
     evaluate = recording_scorer(score, name, run, cfg, arm_dir, cfg.steps, args.results, time.perf_counter())
     if not finished(read_results(args.results), name, cfg.steps):
@@ -229,7 +240,8 @@ def run_all(args) -> None:
     score = make_scorer(args.problems, args.ioi)
     data = None
     for run in chosen:
-        if finished(read_results(args.results), run.name, args.steps):
+        steps = run.steps or args.steps
+        if finished(read_results(args.results), run.name, steps):
             print(f"{run.name}: finished, skipped", flush=True)
             continue
         if data is None:
@@ -237,7 +249,7 @@ def run_all(args) -> None:
             data = training_data(build.recipe("mdm", SEED), TOKENIZER, tasks.CANVAS)
         print(f"{run.name}: {run.description}", flush=True)
         try:
-            cfg = post_config(run, args.steps)
+            cfg = post_config(run, steps)
             run_dir = args.work_dir / run.name
             model = start_model(run, args, data, score)
             evaluate = recording_scorer(score, run.name, run, cfg, run_dir, args.eval_every, args.results, time.perf_counter())
