@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from .inputs import ModelInputs, clean_input
-from .model import Transformer
+from .model import Transformer, on_device_of
 
 
 @dataclass
@@ -139,10 +139,12 @@ def residual_lens(
     rows = torch.arange(ids.shape[0])
     resid = model.embed(ids)
     readings = [resid[rows, readout_pos]]
-    for block in model.blocks:
+    for block in model.blocks:   # the plain forward's loop, layers possibly spread over several GPUs
+        resid, attn_bias, rotary = on_device_of(block, resid, attn_bias, rotary)
         resid = block(resid, attn_bias, rotary)
-        readings.append(resid[rows, readout_pos])
-    return torch.stack([model.ln_final(r) @ model.unembed for r in readings])
+        readings.append(resid[rows.to(resid.device), readout_pos.to(resid.device)])
+    device = model.ln_final.w.device
+    return torch.stack([model.ln_final(r.to(device)) @ model.unembed for r in readings])
 
 
 def answer_vocabulary(answer_ids: Tensor, distractor_ids: Tensor | None = None) -> Tensor:
