@@ -147,3 +147,20 @@ def test_report_command_writes_its_folder_and_refuses_a_foreign_one(fake_zoo, tm
         assert main([*args, "--out", str(foreign)]) == 2   # a clear message, no traceback
         assert "not a mechshift-lite report folder" in capsys.readouterr().err
         assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_code_version_follows_computing_code_not_presentation(tmp_path, monkeypatch):
+    from mechshift_lite.experiment import cache
+
+    package = tmp_path / "mechshift_lite"
+    (package / "teaching").mkdir(parents=True)
+    (package / "compare.py").write_text("x = 1\n")
+    (package / "plots.py").write_text("y = 1\n")
+    (package / "teaching" / "checks.py").write_text("z = 1\n")
+    monkeypatch.setattr(cache, "PACKAGE_DIR", package)
+    before = cache.code_version()
+    (package / "plots.py").write_text("y = 2\n")
+    (package / "teaching" / "checks.py").write_text("z = 2\n")
+    assert cache.code_version() == before, "a plotting or teaching change must not invalidate the report"
+    (package / "compare.py").write_text("x = 2\n")
+    assert cache.code_version() != before, "a change to computing code must invalidate the report"

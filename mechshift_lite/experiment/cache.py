@@ -13,11 +13,20 @@ from .pools import ExperimentConfig
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 """The ``mechshift_lite`` folder, whose ``*.py`` files make the code version."""
 
+NOT_IN_REPORT = ("teaching", "plots.py", "viz.py", "cli.py", "heads.py")
+"""Parts of the package the report's numbers never go through (they show, teach or read circuits)."""
+
+
+def report_sources() -> list[Path]:
+    """The package's Python sources that can change the report's numbers (all but :data:`NOT_IN_REPORT`)."""
+    return [path for path in sorted(PACKAGE_DIR.rglob("*.py"))
+            if path.relative_to(PACKAGE_DIR).parts[0] not in NOT_IN_REPORT]
+
 
 def code_version() -> str:
-    """sha256 of the package's Python sources: any code change invalidates cached reports."""
+    """sha256 of :func:`report_sources`: any change to computing code invalidates cached reports."""
     digest = hashlib.sha256(__version__.encode())
-    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+    for path in report_sources():
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
