@@ -377,9 +377,15 @@ for name, by_task in results.items():
 #
 # ## Exercises
 #
-# **1. Single-token names.** Write `single_token_names(tokenizer, names)` for a byte-level BPE
+# **1. Single-token names.** *(difficulty ★☆☆, importance ★★☆, about 5 minutes)*
+# Write `single_token_names(tokenizer, names)` for a byte-level BPE
 # tokenizer (GPT-2's and Qwen's scheme): return `{name: token id}` for each name that
 # `tokenizer.encode(" " + name, add_special_tokens=False)` writes as exactly one token.
+#
+# ```{dropdown} Hint
+# The leading space matters: in byte-level BPE, " Mary" and "Mary" are different tokens, and the
+# name follows a space in the prompt. Keep a name only when the list of ids has length 1.
+# ```
 
 # %% tags=["hide-input", "solution"]
 def single_token_names(tokenizer, names):
@@ -395,9 +401,15 @@ def single_token_names(tokenizer, names):
 checks.single_token_names(single_token_names)
 
 # %% [markdown]
-# **2. Edge overlap.** Write `top_edges_jaccard(a, b, n)` for two score vectors `[n_edges]` (such
+# **2. Edge overlap.** *(difficulty ★☆☆, importance ★★★, about 5 minutes)*
+# Write `top_edges_jaccard(a, b, n)` for two score vectors `[n_edges]` (such
 # as `scores.values`): keep the `n` edges with the largest `|score|` in each, and return
 # `|A ∩ B| / |A ∪ B|`.
+#
+# ```{dropdown} Hint
+# `tensor.abs().topk(n).indices` gives the positions of the `n` largest magnitudes; turn them into
+# Python sets. Rank by magnitude, not by signed value: a strongly negative edge matters as much.
+# ```
 
 # %% tags=["hide-input", "solution"]
 def top_edges_jaccard(a, b, n):
@@ -409,7 +421,7 @@ def top_edges_jaccard(a, b, n):
 checks.top_edges_jaccard(top_edges_jaccard)
 
 # %% [markdown]
-# **3. (Open.)** For two random 1000-edge sets of a graph with `N` edges, the expected Jaccard index
+# **3. (Open.)** *(difficulty ★★☆, importance ★★☆, about 15 minutes)* For two random 1000-edge sets of a graph with `N` edges, the expected Jaccard index
 # is close to `(10**6 / N) / (2000 - 10**6 / N)`. Compare it with `compare.chance_jaccard` for the
 # three graphs in the first table. Then count Qwen2.5-7B's graph with one `<k>` and `<v>` per
 # key/value head instead of per query head: how much does the chance level move, and does it change

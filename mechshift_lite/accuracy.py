@@ -27,7 +27,8 @@ MODES: tuple[str, ...] = ("arm", "mdm")
 TEST_SEED = 1234  # seed of the held-out problems used for the zoo's accuracies
 
 
-def _mode(model: Transformer, mode: str | None) -> str:
+def decoding_mode(model: Transformer, mode: str | None) -> str:
+    """``mode`` checked, or read from the model: ``"mdm"`` for bidirectional attention, else ``"arm"``."""
     if mode is None:
         return "mdm" if model.attention == "bidirectional" else "arm"
     if mode not in MODES:
@@ -35,7 +36,8 @@ def _mode(model: Transformer, mode: str | None) -> str:
     return mode
 
 
-def _check_task(examples: Sequence[Example], task: str) -> None:
+def check_task(examples: Sequence[Example], task: str) -> None:
+    """Raise a ValueError unless ``examples`` is non-empty and every example is of ``task``."""
     if not examples:
         raise ValueError(f"no {task} examples given")
     wrong = [i for i, ex in enumerate(examples) if ex.task != task]
@@ -79,8 +81,8 @@ def decode_answers(tokenizer: Tokenizer, ids: Tensor, answer_start: Tensor) -> l
 def countdown_answers(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
                       mode: str | None = None, batch_size: int = 512) -> list[str]:
     """Each problem's decoded answer: greedy (ARM) or confidence sampler, one token per step (MDM)."""
-    _check_task(examples, "countdown")
-    mode = _mode(model, mode)
+    check_task(examples, "countdown")
+    mode = decoding_mode(model, mode)
     answers: list[str] = []
     for lo in range(0, len(examples), batch_size):
         enc = encode_examples(tokenizer, examples[lo : lo + batch_size], CANVAS)
@@ -104,9 +106,9 @@ def countdown_accuracy(model: Transformer, tokenizer: Tokenizer, examples: Seque
 def ioi_logit_diffs(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
                     mode: str | None = None) -> Tensor:
     """``logit[IO] - logit[S]`` ``[n]`` at the readout position of each IOI prompt."""
-    _check_task(examples, "ioi")
+    check_task(examples, "ioi")
     ids, mask = tokenizer.batch_encode([ex.prompt for ex in examples])
-    if _mode(model, mode) == "arm":
+    if decoding_mode(model, mode) == "arm":
         logits = model(ids, attention_mask=mask, attention="causal")
     else:
         logits = model(mdm_canvas(ids, mask, tokenizer), attention="bidirectional")

@@ -79,13 +79,19 @@ def _zoo_verify(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from .experiment import ExperimentConfig
+    from .experiment import shipped
     from .experiment.report import report
     from .experiment.verdicts import summary, table
 
     cfg = ExperimentConfig(n_problems=args.problems, n_chunks=args.chunks, method=args.method, ig_steps=args.ig_steps,
                            edge_fraction=args.edge_fraction, mdm_step=args.mdm_step)
+    if args.ship and not shipped.is_shipped_setting(cfg, args.boot, args.zoo_dir):
+        raise SystemExit("--ship writes the report of the default settings on the installed zoo: drop the other options")
     result = report(args.out, cfg, n_boot=args.boot, cache_dir=args.cache_dir, zoo_dir=args.zoo_dir,
-                    progress=not args.quiet, recompute=args.recompute)
+                    progress=not args.quiet, recompute=args.recompute or args.ship)
+    if args.ship:
+        path = shipped.write(result, shipped.shipped_key(cfg, args.boot, args.zoo_dir))
+        print(f"shipped report written to {path} (commit it)")
     print(table(result))
     for v in result["verdict"]:
         print(("holds:         " if v["holds"] else "does not hold: ") + v["claim"] + "\n               " + v["evidence"])
@@ -171,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--boot", type=int, default=500, help="bootstrap replicates")
     rep.add_argument("--cache-dir", type=Path, help="cache folder (default: $MECHSHIFT_CACHE or ~/.cache/mechshift-lite)")
     rep.add_argument("--recompute", action="store_true", help="ignore a cached report")
+    rep.add_argument("--ship", action="store_true",
+                     help="recompute the default report and write it into the package (the one Colab opens)")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     rep.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR, help="a zoo other than the installed one")
     rep.set_defaults(func=_report)

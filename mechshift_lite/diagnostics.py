@@ -40,11 +40,11 @@ import torch
 from torch import Tensor
 
 from . import accuracy, diffusion
-from .accuracy import _check_task, _mode
+from .accuracy import check_task, decoding_mode
 from .model import Transformer
 from .tasks import CANVAS, Example, countdown, encode_examples
-from .tasks.countdown import _CHAIN as _TWO_EQUATIONS  # a?b=c,d?e=f, the groups slot_roles uses
-from .tasks.countdown import _EQUATION, _is_true
+from .tasks.countdown import TWO_EQUATIONS  # a?b=c,d?e=f, the groups slot_roles uses
+from .tasks.countdown import EQUATION, is_true
 from .tokenizer import Tokenizer
 
 DECODERS: tuple[str, ...] = ("confidence", "remask")
@@ -54,17 +54,17 @@ KEYS: tuple[str, ...] = ("exact", "well_formed", "eq1_true", "ends_at_target", "
 # ----- scoring decoded answers (pure functions of the text) ---------------------------------------
 def equation_true(equation: str) -> bool:
     """Is ``equation`` one well-formed, arithmetically true ``a op b = c`` (``countdown.check``'s rules)?"""
-    match = _EQUATION.fullmatch(equation)
-    return match is not None and _is_true(int(match[1]), match[2], int(match[3]), int(match[4]))
+    match = EQUATION.fullmatch(equation)
+    return match is not None and is_true(int(match[1]), match[2], int(match[3]), int(match[4]))
 
 
 def answer_scores(numbers: Sequence[int], target: int, answer: str) -> dict[str, bool]:
     """The text-only diagnostics of one decoded ``answer``: exact, well_formed, eq1_true, ends_at_target."""
     parts = answer.split(",")
-    last = _EQUATION.fullmatch(parts[-1])
+    last = EQUATION.fullmatch(parts[-1])
     return {
         "exact": countdown.check(numbers, target, answer),
-        "well_formed": _TWO_EQUATIONS.fullmatch(answer) is not None,
+        "well_formed": TWO_EQUATIONS.fullmatch(answer) is not None,
         "eq1_true": equation_true(parts[0]),
         "ends_at_target": last is not None and int(last[4]) == target,
     }
@@ -100,7 +100,7 @@ def x_slots(examples: Sequence[Example], answer_start: Tensor, n_pos: int) -> XS
 
 
 def _chain(row: int, example: Example) -> re.Match:
-    match = _TWO_EQUATIONS.fullmatch(example.answer)
+    match = TWO_EQUATIONS.fullmatch(example.answer)
     if match is None or match[4] not in (match[5], match[7]):
         raise ValueError(
             f"example {row}: answer {example.answer!r} is not a Countdown-3 chain a?b=X,X?c=T; "
@@ -133,10 +133,10 @@ def _whole(hit: Tensor, where: Tensor) -> float:
 def probe_scores(model: Transformer, tokenizer: Tokenizer, examples: Sequence[Example],
                  mode: str | None = None) -> dict[str, float]:
     """``first_token``, ``x_digits``, ``x_number`` (and, for the MDM, ``x_digits_copy``) on the canonical answers."""
-    _check_task(examples, "countdown")
+    check_task(examples, "countdown")
     for row, ex in enumerate(examples):
         _chain(row, ex)
-    mode = _mode(model, mode)
+    mode = decoding_mode(model, mode)
     enc = encode_examples(tokenizer, examples, CANVAS)
     slots = x_slots(examples, enc.answer_start, enc.ids.shape[1])
     rows = torch.arange(len(examples))
@@ -164,7 +164,7 @@ def decode_countdown(model: Transformer, tokenizer: Tokenizer, examples: Sequenc
     """Each problem's decoded answer; ``decoder`` picks the MDM's sampler (see the module docstring)."""
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; use one of {DECODERS}")
-    mode = _mode(model, mode)
+    mode = decoding_mode(model, mode)
     if mode == "arm" or decoder == "confidence":
         return accuracy.countdown_answers(model, tokenizer, examples, mode, batch_size)
     answers: list[str] = []
@@ -186,7 +186,7 @@ def countdown_diagnostics(model: Transformer, tokenizer: Tokenizer, examples: Se
         decoder: the MDM's decoder for the text scores, ``"confidence"`` or ``"remask"``.
         remask_steps: steps of the remasking decoder.
     """
-    _check_task(examples, "countdown")
+    check_task(examples, "countdown")
     for row, ex in enumerate(examples):
         _chain(row, ex)
     answers = decode_countdown(model, tokenizer, examples, mode, decoder, remask_steps)

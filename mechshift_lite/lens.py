@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from .inputs import ModelInputs, clean_input
-from .model import Transformer, on_device_of
+from .model import Transformer
 
 
 @dataclass
@@ -137,12 +137,8 @@ def residual_lens(
     attn_bias = model.attention_bias(ids, attention_mask, attention)
     rotary = model.rotary(ids.shape[1], ids.device)
     rows = torch.arange(ids.shape[0])
-    resid = model.embed(ids)
-    readings = [resid[rows, readout_pos]]
-    for block in model.blocks:   # the plain forward's loop, layers possibly spread over several GPUs
-        resid, attn_bias, rotary = on_device_of(block, resid, attn_bias, rotary)
-        resid = block(resid, attn_bias, rotary)
-        readings.append(resid[rows.to(resid.device), readout_pos.to(resid.device)])
+    readings = [resid[rows.to(resid.device), readout_pos.to(resid.device)]
+                for resid in model.residual_streams(ids, attn_bias, rotary)]
     device = model.ln_final.w.device
     return torch.stack([model.ln_final(r.to(device)) @ model.unembed for r in readings])
 

@@ -305,11 +305,22 @@ class Transformer(nn.Module):
         rotary = self.rotary(input_ids.shape[1], input_ids.device)
         if hooks is not None:
             return hooked.forward(self, input_ids, attn_bias, rotary, hooks)
+        *_, resid = self.residual_streams(input_ids, attn_bias, rotary)
+        return self.ln_final(resid.to(self.ln_final.w.device)) @ self.unembed
+
+    def residual_streams(self, input_ids: Tensor, attn_bias: Tensor, rotary: tuple[Tensor, Tensor] | None):
+        """Yield the residual stream ``[B, P, D]`` after the embedding, then after each block.
+
+        The plain forward's loop (blocks possibly spread over several devices): ``n_layers + 1``
+        tensors, the last one the input of the final norm. ``attn_bias`` and ``rotary`` come from
+        :meth:`attention_bias` and :meth:`rotary`.
+        """
         resid = self.embed(input_ids)
+        yield resid
         for block in self.blocks:
             resid, attn_bias, rotary = on_device_of(block, resid, attn_bias, rotary)
             resid = block(resid, attn_bias, rotary)
-        return self.ln_final(resid.to(self.ln_final.w.device)) @ self.unembed
+            yield resid
 
     def embed(self, input_ids: Tensor, token_embedding: Tensor | None = None) -> Tensor:
         """The residual stream before the first block: ``W_E[ids]`` (or the given

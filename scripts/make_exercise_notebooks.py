@@ -18,11 +18,15 @@ Usage: python scripts/make_exercise_notebooks.py _build/notebooks/book/ch*.ipynb
 from __future__ import annotations
 
 import ast
+import json
 import re
 import sys
 from pathlib import Path
 
 import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_ext"))
+from chapter_banner import RUNTIMES, runtime_text  # noqa: E402  (the book's own formatting of the runtime)
 
 SOLUTION_TAG = "solution"
 STUB = 'raise NotImplementedError("your code here")'
@@ -95,13 +99,24 @@ def plain_markdown(source: str) -> str:
     return DIRECTIVE.sub(quote, source)
 
 
-def colab_version(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """A copy of ``notebook`` whose Markdown cells use no MyST directives and no citation roles."""
+def runtime_cell(stem: str) -> nbformat.NotebookNode:
+    """A Markdown cell stating the chapter's Colab-style runtime (from ``make colab-check``)."""
+    run = json.loads(RUNTIMES.read_text())["chapters"][stem]
+    return nbformat.v4.new_markdown_cell(
+        f"*Runtime: {runtime_text(run['seconds'])} on a {run['cpu_cores']}-core CPU runtime with no GPU "
+        f"(Runtime > Run all; measured {run['date']}).*")
+
+
+def colab_version(notebook: nbformat.NotebookNode, stem: str) -> nbformat.NotebookNode:
+    """A copy of ``notebook`` whose Markdown cells use no MyST directives and no citation roles, with
+    the runtime under the title (the first Markdown cell)."""
     plain = nbformat.from_dict(notebook)
     works = bibliography()
     for cell in plain.cells:
         if cell.cell_type == "markdown":
             cell.source = plain_citations(plain_markdown(cell.source), works)
+    title = next(i for i, cell in enumerate(plain.cells) if cell.cell_type == "markdown")
+    plain.cells.insert(title + 1, runtime_cell(stem))
     return plain
 
 
@@ -120,7 +135,7 @@ def main(paths: list[str]) -> None:
     for path in map(Path, paths):
         if path.stem.endswith(SUFFIX):
             continue
-        notebook = colab_version(nbformat.read(path, as_version=4))
+        notebook = colab_version(nbformat.read(path, as_version=4), path.stem)
         nbformat.write(notebook, path)
         exercises, replaced = exercises_version(notebook)
         target = path.with_name(f"{path.stem}{SUFFIX}.ipynb")

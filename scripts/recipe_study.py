@@ -39,9 +39,10 @@ from mechshift_lite import accuracy, diagnostics, tasks, zoo
 from mechshift_lite.config import ModelConfig
 from mechshift_lite.model import Transformer
 from mechshift_lite.training import TrainConfig, run_status, train, training_data
-from mechshift_lite.zoo import build
+from mechshift_lite.zoo import build, study
+from mechshift_lite.zoo.study import read_results
 
-RESULTS = Path("book/data/recipe_study.jsonl")
+RESULTS = study.RESULTS
 WORK_DIR = Path(".cache/recipe-study")
 SEED = 0
 TOKENIZER = tasks.build_tokenizer()
@@ -97,6 +98,8 @@ RUNS: tuple[Run, ...] = (
     Run("trim", "[PAD] tail trimmed after the batch's longest sequence (faster)", {"pad_tail": "trim"}),
     Run("arm-long+cd-4k", "arm-long+cd for 4000 steps (the zoo's post-training length)",
         {"countdown_share": 0.9, "countdown_share_from": 250}, start="arm-continued", steps=4000),
+    Run("arm-long+cd-8k", "arm-long+cd for 8000 steps (twice the zoo's post-training length: 44% at 4000, still rising)",
+        {"countdown_share": 0.9, "countdown_share_from": 250}, start="arm-continued", steps=8000),
     Run("d128", "width d_model 128 (4 heads of 32, MLP 512): own ARM, 3000 steps, then the recipe",
         start="pretrain", width=128),
     Run("combo", "low-t + 90% Countdown from step 250 (the two best of the first runs)",
@@ -122,19 +125,6 @@ def model_config(run: Run) -> ModelConfig:
 
 
 # ----- results file ------------------------------------------------------------------------------
-def read_results(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number} is not JSON ({error}); fix or delete that line") from None
-    return rows
-
-
 def append_result(path: Path, row: dict[str, Any]) -> None:
     """Append ``row`` unless its (run, step) is already there (a resumed run may evaluate a step twice)."""
     if any(r["run"] == row["run"] and r["step"] == row["step"] for r in read_results(path)):
@@ -264,24 +254,9 @@ def run_all(args) -> None:
 
 
 # ----- the table ----------------------------------------------------------------------------------
-COLUMNS = (("ioi", "IOI"), ("exact", "exact"), ("eq1_true", "eq. 1 true"), ("x_digits", "X digits"),
-           ("x_number", "X whole"), ("first_token", "first token"), ("ends_at_target", "ends at T"),
-           ("remask_exact", "exact (remask)"))
-
-
 def table(results: list[dict[str, Any]]) -> str:
-    """Markdown table: per run its last evaluated step, and its best exact accuracy over the steps."""
-    order = [r.name for r in RUNS]
-    names = sorted({r["run"] for r in results}, key=lambda n: (order.index(n.split("/")[0]) if n.split("/")[0] in order else len(order), n))
-    lines = ["| run | step | " + " | ".join(label for _, label in COLUMNS) + " | best exact (step) | what changes |",
-             "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | --- |"]
-    for name in names:
-        rows = sorted((r for r in results if r["run"] == name), key=lambda r: r["step"])
-        last, best = rows[-1], max(rows, key=lambda r: (r["metrics"]["exact"], -r["step"]))
-        cells = [f"{last['metrics'][k]:.1%}" if k in last["metrics"] else "–" for k, _ in COLUMNS]
-        lines.append(f"| {name} | {last['step']}/{last['steps']} | " + " | ".join(cells)
-                     + f" | {best['metrics']['exact']:.1%} ({best['step']}) | {last['description']} |")
-    return "\n".join(lines)
+    """The package's results table, runs in this study's order."""
+    return study.table(results, order=[r.name for r in RUNS])
 
 
 def main() -> None:

@@ -118,7 +118,26 @@ def test_every_cited_key_is_in_the_bibliography() -> None:
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
 def test_colab_notebooks_have_no_myst_directives(path: Path) -> None:
-    for cell in colab_version(read_chapter(path)).cells:
+    for cell in colab_version(read_chapter(path), path.stem).cells:
         if cell.cell_type == "markdown":
             assert not re.search(r"^(```|:::)\{", cell.source, re.MULTILINE), cell.source[:200]
             assert "{cite" not in cell.source, cell.source[:200]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda path: path.name)
+def test_every_chapter_states_its_colab_runtime_under_its_title(path: Path) -> None:
+    notebook = colab_version(read_chapter(path), path.stem)
+    markdown = [cell.source for cell in notebook.cells if cell.cell_type == "markdown"]
+    assert markdown[0].startswith("# "), "the first Markdown cell is the title"
+    assert markdown[1].startswith("*Runtime: about "), "the runtime comes right under the title"
+
+
+def test_banner_links_both_notebooks_of_a_chapter() -> None:
+    sys.path.insert(0, str(ROOT / "_ext"))
+    from chapter_banner import notebook_urls, runtime_text
+
+    exercises, solutions = notebook_urls(REPOSITORY, "notebooks", "book/ch04_attribution")
+    assert solutions == ("https://colab.research.google.com/github/mechshift-lite/mechshift-lite/blob/notebooks/"
+                         "book/ch04_attribution.ipynb")
+    assert exercises == solutions.replace(".ipynb", "_exercises.ipynb")
+    assert (runtime_text(40.2), runtime_text(200)) == ("about 40 s", "about 3 min")

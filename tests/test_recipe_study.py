@@ -62,3 +62,19 @@ def test_a_second_study_on_the_same_work_dir_refuses_to_start(tmp_path):
     finally:
         os.close(fd)
     os.close(study.single_instance(tmp_path))  # free again once the first one ended
+
+
+def test_package_table_ranks_unordered_runs_by_their_last_exact_accuracy_and_best_prefers_the_earlier_step():
+    from mechshift_lite.zoo import study as results
+
+    def row(run, step, exact):
+        return {"run": run, "step": step, "steps": 1000, "description": run, "metrics": {"exact": exact}}
+
+    rows = [row("a", 500, 0.3), row("a", 1000, 0.1), row("b", 500, 0.2), row("b", 1000, 0.3)]
+    lines = results.table(rows).splitlines()[2:]
+    assert [line.split("|")[1].strip() for line in lines] == ["b", "a"]   # last exact 0.3 > 0.1
+    assert "30.0% (500)" in lines[1]                                      # a's best, not its last
+    assert (results.best(rows)["run"], results.best(rows)["step"]) == ("a", 500)   # tie at 0.3: the earlier step
+    with pytest.raises(ValueError, match="no results"):
+        results.best([])
+    assert results.read_results(), "the study's results ship with the package"

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__, zoo
 from ..zoo import KINDS
-from . import output
+from . import output, shipped
 from .analyses import ablation_analysis, commit_analysis, lens_analysis, neuron_analysis
 from .cache import cache_key, default_cache_dir
 from .pools import TASKS, ExperimentConfig, collect, model_key, trajectory_steps, zoo_seeds
@@ -79,23 +79,30 @@ def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progr
 
 def report(out_dir: str | Path | None = None, cfg: ExperimentConfig = ExperimentConfig(), n_boot: int = 500,
            cache_dir: str | Path | None = None, zoo_dir=zoo.ZOO_DIR, progress: bool = True, recompute: bool = False) -> dict:
-    """Compute (or load from the cache) the report; optionally write JSON, table and figures to ``out_dir``.
+    """Compute (or load) the report; optionally write JSON, table and figures to ``out_dir``.
 
-    The cache file is ``<cache_dir>/report-<key>.json`` with ``key`` from :func:`cache_key`;
-    a cached file whose stored key differs is stale and is recomputed.
+    In order: the cache file ``<cache_dir>/report-<key>.json`` with ``key`` from :func:`cache_key`
+    (a file whose stored key differs is stale); the report shipped with the package when it was
+    computed for this zoo, config and bootstrap size (:mod:`.shipped`); else :func:`compute`, whose
+    result is cached, and checked against the shipped one when ``$MECHSHIFT_VERIFY_SHIPPED`` is set.
     """
     key = cache_key(cfg, zoo_dir)
+    ship_key = shipped.shipped_key(cfg, n_boot, zoo_dir)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = cache / f"report-{key}-boot{n_boot}.json"
     result = None
     if path.exists() and not recompute:
         stored = json.loads(path.read_text())
         result = stored if stored.get("cache_key") == key else None   # stale or foreign file
+    if result is None and not recompute and not shipped.verifying():
+        result = shipped.load(ship_key)
     if result is None:
         result = compute(cfg, n_boot, zoo_dir, progress)
         result["cache_key"] = key
         cache.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1))
+    if shipped.verifying() and shipped.is_shipped_setting(cfg, n_boot, zoo_dir):
+        shipped.check(result, ship_key)
     if out_dir is not None:
         output.write(result, out_dir)
     return result

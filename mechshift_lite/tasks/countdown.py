@@ -67,7 +67,7 @@ MAX_OPERAND = 99
 TARGET_RANGE = (10, 99)
 
 _NUMBER = r"(0|[1-9]\d*)"
-_EQUATION = re.compile(rf"{_NUMBER}([+\-*/]){_NUMBER}={_NUMBER}")
+EQUATION = re.compile(rf"{_NUMBER}([+\-*/]){_NUMBER}={_NUMBER}")
 
 
 def words() -> list[str]:
@@ -149,11 +149,11 @@ def check(numbers: Sequence[int], target: int, answer: str) -> bool:
     available = Counter(numbers)
     result = None
     for equation in answer.split(","):
-        match = _EQUATION.fullmatch(equation)
+        match = EQUATION.fullmatch(equation)
         if match is None:
             return False
         a, op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
-        if not _is_true(a, op, b, c):
+        if not is_true(a, op, b, c):
             return False
         available.subtract([a, b])
         if available[a] < 0 or available[b] < 0:
@@ -164,14 +164,14 @@ def check(numbers: Sequence[int], target: int, answer: str) -> bool:
     return result == target and all(count == 0 for count in available.values())
 
 
-def _is_true(a: int, op: str, b: int, c: int) -> bool:
+def is_true(a: int, op: str, b: int, c: int) -> bool:
     """Is ``a op b = c`` arithmetically true? (exact: ``a / b = c`` means ``a == b * c``)"""
     if op == "/":
         return b != 0 and a == b * c
     return {"+": a + b, "-": a - b, "*": a * b}[op] == c
 
 
-_CHAIN = re.compile(r"(\d+)([+\-*/])(\d+)=(\d+),(\d+)([+\-*/])(\d+)=(\d+)")
+TWO_EQUATIONS = re.compile(r"(\d+)([+\-*/])(\d+)=(\d+),(\d+)([+\-*/])(\d+)=(\d+)")
 _GROUP_ROLES = {1: "eq. 1 operands", 3: "eq. 1 operands", 4: "eq. 1 result", 5: "eq. 2 operands",
                 7: "eq. 2 operands", 8: "eq. 2 result (the target)"}
 SLOT_ROLES = ("after [EOS]", "[EOS]", "eq. 2 result (the target)", "symbols + - * / = ,", "eq. 1 operands",
@@ -182,7 +182,7 @@ SLOT_ROLES = ("after [EOS]", "[EOS]", "eq. 2 result (the target)", "symbols + - 
 def slot_roles(answer: str, n_slots: int) -> list[str] | None:
     """Role (one of :data:`SLOT_ROLES`) of each of the ``n_slots`` answer-region slots, one character
     per slot, then ``[EOS]`` and padding; None unless ``answer`` has the form ``a?b=c,d?e=f`` and fits."""
-    match = _CHAIN.fullmatch(answer)
+    match = TWO_EQUATIONS.fullmatch(answer)
     if match is None or len(answer) + 1 > n_slots:
         return None
     roles = ["symbols + - * / = ,"] * len(answer)
