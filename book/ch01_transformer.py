@@ -71,17 +71,45 @@ print("edges:", graph.n_edges, " e.g.", graph.edge_names[:3])
 # residual stream that the unembedding reads (`inputs["logits"]`) should equal the sum of all node
 # outputs, plus the terms that belong to no node: the position embeddings and one output bias per
 # attention layer. (A model without learned position embeddings has `W_pos = None`, and an
-# attention layer without an output bias has `b_O = None`; the cell below allows for both.)
+# attention layer without an output bias has `b_O = None`.)
+#
+# **1. Rebuild the residual stream.** *(difficulty ★☆☆, importance ★★★, about 10 minutes)*
+#
+# Write `residual_from_nodes(model, run) -> Tensor` that returns the final residual stream
+# `[batch, pos, d_model]` from `run.outputs` (node name -> `[batch, pos, d_model]`) and the
+# model's constant terms. It must work for both block families (LLaMA-style models have no
+# position embeddings, and their attention may have no output bias).
+#
+# ```{dropdown} Hint 1
+# `model.W_pos` is `[n_ctx, d_model]`: take its first `pos` rows; it broadcasts over the batch.
+# ```
+#
+# ```{dropdown} Hint 2
+# The output biases live in `model.blocks[layer].attn.b_O` (`[d_model]`), one per layer, or None.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def residual_from_nodes(model, run):
+    """[batch, pos, d_model]: the sum of all node outputs plus position embeddings and output biases."""
+    total = sum(run.outputs.values())
+    if model.W_pos is not None:  # learned position embeddings (GPT-2); LLaMA-style models rotate q and k instead
+        total = total + model.W_pos[: total.shape[1]]
+    return total + sum(b.attn.b_O for b in model.blocks if b.attn.b_O is not None)
+
+
+# %%
+checks.residual_from_nodes(residual_from_nodes)
+
+# %% [markdown]
+# On a run of this chapter's model, the rebuilt stream matches what the unembedding reads:
 
 # %%
 ids = torch.randint(0, cfg.d_vocab, (3, 12), generator=torch.Generator().manual_seed(1))
 with torch.no_grad():
     run = model.run_with_nodes(ids)
-constants = sum(block.attn.b_O for block in model.blocks if block.attn.b_O is not None)  # 0 if there are none
-if model.W_pos is not None:  # learned position embeddings (GPT-2); LLaMA-style models rotate q and k instead
-    constants = constants + model.W_pos[:12]
-rebuilt = sum(run.outputs.values()) + constants
-print(f"max |residual - (sum of nodes + constants)| = {(run.inputs['logits'] - rebuilt).abs().max():.2e}")
+    gap = (run.inputs["logits"] - residual_from_nodes(model, run)).abs().max()
+assert gap < 1e-4
+print(f"max |residual - (sum of nodes + constants)| = {gap:.2e}")
 
 # %%
 last = {name: out[:, -1].norm(dim=-1).mean().item() for name, out in run.outputs.items()}
@@ -101,6 +129,31 @@ fig.tight_layout()
 # attention probabilities `[batch, head, query, key]`. With grouped-query attention (LLaMA, Qwen2)
 # several query heads share one key/value head: query head `h` reads the value weights of head
 # `h // group_size` (`group_size` is 1 without grouping).
+#
+# **2. One head's output.** *(difficulty ★☆☆, importance ★★★, about 5 minutes)*
+#
+# Write `head_output(pattern, v, W_O) -> Tensor` for a single head: `pattern [batch, query, key]`
+# (each row sums to 1), `v [batch, key, d_head]`, `W_O [d_head, d_model]`, returning
+# `[batch, query, d_model]`.
+#
+# ```{dropdown} Hint
+# Query `q` takes the `pattern[:, q]`-weighted sum of the value rows, then projects it:
+# two matrix products, or one `torch.einsum`.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def head_output(pattern, v, W_O):
+    """[batch, query, d_model]: the attention-weighted values, projected by this head's W_O."""
+    return torch.einsum("bqs,bsk,kd->bqd", pattern, v, W_O)
+
+
+# %%
+checks.head_output(head_output)
+
+# %% [markdown]
+# Now with the model's own tensors: head 2 of layer 1 reads its value input, normalises it,
+# projects it with its key/value head's value weights, and `head_output` does the rest. It must
+# match what `run_with_nodes` recorded for that head.
 
 # %%
 layer, head = 1, 2
@@ -109,7 +162,7 @@ with torch.no_grad():
     x = block.ln1(run.inputs[f"a{layer}.h{head}<v>"])
     kv = head // block.attn.group_size  # the key/value head this query head reads
     v = x @ block.attn.W_V[kv] + (0 if block.attn.b_V is None else block.attn.b_V[kv])
-    by_hand = run.patterns[layer][:, head] @ v @ block.attn.W_O[head]
+    by_hand = head_output(run.patterns[layer][:, head], v, block.attn.W_O[head])
 print(f"max |by hand - recorded| = {(by_hand - run.outputs[f'a{layer}.h{head}']).abs().max():.2e}")
 
 # %%
@@ -181,38 +234,11 @@ else:
 # %% [markdown]
 # ## Exercises
 #
-# **1. Rebuild the residual stream.** Write `residual_from_nodes(model, run)` that returns the
-# final residual stream `[batch, pos, d_model]` from `run.outputs` and the model's constant terms.
-# It must work for both block families (LLaMA-style models have no position embeddings, and their
-# attention may have no output bias).
-
-# %% tags=["hide-input", "solution"]
-def residual_from_nodes(model, run):
-    total = sum(run.outputs.values())
-    if model.W_pos is not None:
-        total = total + model.W_pos[: total.shape[1]]
-    return total + sum(b.attn.b_O for b in model.blocks if b.attn.b_O is not None)
-
-
-# %%
-checks.residual_from_nodes(residual_from_nodes)
-
-# %% [markdown]
-# **2. One head's output.** Write `head_output(pattern, v, W_O)` for a single head:
-# `pattern [batch, query, key]`, `v [batch, key, d_head]`, `W_O [d_head, d_model]`, returning
-# `[batch, query, d_model]`.
-
-# %% tags=["hide-input", "solution"]
-def head_output(pattern, v, W_O):
-    return torch.einsum("bqs,bsk,kd->bqd", pattern, v, W_O)
-
-
-# %%
-checks.head_output(head_output)
-
-# %% [markdown]
+# The checked exercises of this chapter sit where each idea is taught: the residual stream
+# (exercise 1) and one head's output (2).
+#
 # **3. (Open.)** Set `cfg` to the LLaMA family (`family="llama", act="silu", n_kv_heads=2`) and
-# rerun the chapter (it runs unchanged). Which terms disappear from `constants`, and why? Which
+# rerun the chapter (it runs unchanged). Which constant terms disappear from `residual_from_nodes`, and why? Which
 # value weights does head 2 of layer 1 read now, and why does the by-hand check still agree?
 
 # %%

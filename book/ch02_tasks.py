@@ -162,6 +162,49 @@ Markdown("\n".join(["| operands | target | prompt | canonical answer |", "|---|-
 # strict: every equation must be true and use numbers that are available at that point, and
 # the chain must end at the target with every operand used once. Many answers can be correct;
 # `countdown.solve` returns one of them, the *canonical* one.
+#
+# **1. Check a Countdown answer.** *(difficulty ★★☆, importance ★★☆, about 20 minutes)*
+#
+# Write `check_countdown(numbers, target, answer) -> bool` (`numbers` a list of ints, `target` an
+# int, `answer` a string) that returns True when `answer` (equations like `44-15=29` separated by
+# commas) is a correct solution: each equation reads `a op b = c` with `op` one of `+ - * /`, is
+# true in integers (division exact), uses two numbers that are available at that point (the
+# operands, plus the results of earlier equations, each usable once), and the chain ends with
+# only the target left.
+#
+# ```{dropdown} Hint 1
+# `re.fullmatch(r"(\d+)([+\-*/])(\d+)=(\d+)", equation)` parses one equation, or returns None.
+# ```
+#
+# ```{dropdown} Hint 2
+# Keep a list of the available numbers: remove both operands (fail if one is missing), append the
+# result. At the end the list must be exactly `[target]`.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def check_countdown(numbers, target, answer):
+    """True iff answer is a chain of true equations that uses every number once and ends at target."""
+    available = list(numbers)
+    for equation in answer.split(","):
+        match = re.fullmatch(r"(\d+)([+\-*/])(\d+)=(\d+)", equation)
+        if match is None:
+            return False
+        a, op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
+        if not {"+": a + b == c, "-": a - b == c, "*": a * b == c, "/": b != 0 and a == b * c}[op]:
+            return False
+        for x in (a, b):
+            if x not in available:
+                return False
+            available.remove(x)
+        available.append(c)
+    return available == [target]
+
+
+# %%
+checks.check_countdown(check_countdown)
+
+# %% [markdown]
+# A few answers to one problem, judged by yours and by `countdown.check`:
 
 # %%
 numbers, target = [15, 44, 79], 50
@@ -169,7 +212,9 @@ print("solve:", countdown.solve(numbers, target))
 for answer, why in [("79+15=94,94-44=50", "canonical"), ("44-15=29,79-29=50", "another correct chain"),
                     ("44-15=29,79-29=51", "wrong arithmetic"), ("44-15=29,44+6=50", "44 reused, 6 invented"),
                     ("79-29=50", "29 invented, 15 and 44 unused"), ("79+44=123,123-15=108", "ends at 108")]:
-    print(f"{answer:22s} {countdown.check(numbers, target, answer)!s:5s}  {why}")
+    verdict = countdown.check(numbers, target, answer)
+    assert check_countdown(numbers, target, answer) == verdict
+    print(f"{answer:22s} {verdict!s:5s}  {why}")
 
 # %% [markdown]
 # **The canonical answer.** A model can only learn an answer exactly if the answer is a function
@@ -321,8 +366,38 @@ print("IOI test names also seen in training:", {ex.meta["io"] for ex in ioi_test
 #
 # Both models follow the *shift* of Dream {cite:p}`ye2025dream` and DiffuLLaMA {cite:p}`gong2024scaling`: the logits at position $i$ predict
 # token $i+1$. So the first answer token is read at the last prompt position, `answer_start - 1`,
-# for both models. In the figure below the readout is the outlined cell, and the arrow points to
-# the slot it predicts.
+# for both models.
+#
+# **2. Find the readout.** *(difficulty ★☆☆, importance ★★★, about 5 minutes)*
+#
+# Write `readout_position(attention_mask) -> Tensor` that takes a right-padded mask
+# `[batch, pos]` (1 on real tokens, 0 on `[PAD]`) of the ARM's input `[BOS] prompt` and returns,
+# for each row, the position whose logits predict the first answer token (integers, `[batch]`).
+#
+# ```{dropdown} Hint
+# The first answer token would sit just after the last real token, and the logits one position
+# earlier predict it. With right padding, the number of real tokens tells you where that is.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def readout_position(attention_mask):
+    """[batch] long: the last real position of each right-padded row."""
+    return attention_mask.sum(1) - 1
+
+
+# %%
+checks.readout_position(readout_position)
+
+# %% [markdown]
+# The pairs carry their readout already (`pairs.readout_pos`); yours finds the same positions
+# from the ARM's padding mask:
+
+# %%
+assert torch.equal(readout_position(cd_pairs.attention_mask), cd_pairs.readout_pos)
+print("Countdown readouts of the first pairs:", readout_position(cd_pairs.attention_mask)[:8].tolist())
+
+# %% [markdown]
+# In the figure below the readout is the outlined cell, and the arrow points to the slot it predicts.
 
 # %%
 fig, axes = plt.subplots(2, 1, figsize=(12, 5))
@@ -374,47 +449,9 @@ fig.tight_layout()
 # %% [markdown]
 # ## Exercises
 #
-# **1. Check a Countdown answer.** Write `check_countdown(numbers, target, answer) -> bool` that
-# returns True when `answer` (equations like `44-15=29` separated by commas) is a correct
-# solution: each equation reads `a op b = c` with `op` one of `+ - * /`, is true in integers
-# (division exact), uses two numbers that are available at that point (the operands, plus the
-# results of earlier equations, each usable once), and the chain ends with only the target left.
-
-# %% tags=["hide-input", "solution"]
-def check_countdown(numbers, target, answer):
-    available = list(numbers)
-    for equation in answer.split(","):
-        match = re.fullmatch(r"(\d+)([+\-*/])(\d+)=(\d+)", equation)
-        if match is None:
-            return False
-        a, op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
-        if not {"+": a + b == c, "-": a - b == c, "*": a * b == c, "/": b != 0 and a == b * c}[op]:
-            return False
-        for x in (a, b):
-            if x not in available:
-                return False
-            available.remove(x)
-        available.append(c)
-    return available == [target]
-
-
-# %%
-checks.check_countdown(check_countdown)
-
-# %% [markdown]
-# **2. Find the readout.** Write `readout_position(attention_mask) -> Tensor` that takes a
-# right-padded mask `[batch, pos]` (1 on real tokens, 0 on `[PAD]`) and returns, for each row,
-# the position whose logits predict the first answer token (integers, `[batch]`).
-
-# %% tags=["hide-input", "solution"]
-def readout_position(attention_mask):
-    return attention_mask.sum(1) - 1
-
-
-# %%
-checks.readout_position(readout_position)
-
-# %% [markdown]
+# The checked exercises of this chapter sit where each idea is taught: checking a Countdown
+# answer (exercise 1) and finding the readout (2).
+#
 # **3. (Open.)** `make_pairs` contrasts first *tokens*, not first *equations*. In the figure for
 # `4, 7, 9`, find two targets whose first equations differ but whose first tokens agree. What
 # part of the plan does the one-slot metric miss? How could you measure it, and what would each

@@ -163,6 +163,37 @@ Markdown("\n".join(["| position $i$ | ARM reads | MDM reads | token at $i+1$ | A
 # position just before it. It has seen nothing but the prompt, so its guesses for the later slots
 # are rough; they improve as the sampler (below) fills the canvas.
 #
+# **1. The shift.** *(difficulty ★☆☆, importance ★★★, about 5 minutes)*
+#
+# Write `shift_logits(logits) -> Tensor` that takes per-position logits `[batch, pos, vocab]` and
+# returns them, same shape, aligned with the slots they predict: slot $j$ gets the logits of
+# position $j - 1$. Slot 0 (`[BOS]`) is never predicted; put anything of the right shape there.
+#
+# ```{dropdown} Hint
+# Drop the last position's logits and put one filler row in front; `torch.cat` along `dim=1`.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def shift_logits(logits):
+    """[batch, pos, vocab] -> [batch, pos, vocab]: slot j gets the logits of position j - 1."""
+    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+
+
+# %%
+checks.shift_logits(shift_logits)
+
+# %% [markdown]
+# The samplers below read the MDM's predictions through `diffusion.shift_logits`; on the problem
+# above it agrees with yours for every slot it predicts:
+
+# %%
+with torch.no_grad():
+    mdm_logits = mdm(fully_masked)
+assert torch.equal(shift_logits(mdm_logits)[:, 1:], diffusion.shift_logits(mdm_logits)[:, 1:])
+print("the MDM's top prediction for slot", start, "(the first answer slot):",
+      name(diffusion.shift_logits(mdm_logits).argmax(-1)[0, start]))
+
+# %% [markdown]
 # **The $1/t$ weight.** With the linear schedule (a slot is still clean at time $t$ with
 # probability $1 - t$), the masked-diffusion evidence lower bound weights the cross-entropy of
 # each masked slot by $1/t$ (MDLM, {cite:p}`sahoo2024mdlm`). At a
@@ -264,7 +295,46 @@ print(f"mean of masked count / t over {len(t)} sequences: {(masked_count / t).me
 #          {\sum_{b,i} \mathbb{1}[x_t^{b,i+1} = \texttt{[MASK]}]}
 # $$
 #
-# `diffusion.mdm_loss` computes exactly this. To see how the loss depends on $t$, we fix $t$
+# **2. The loss.** *(difficulty ★★☆, importance ★★★, about 15 minutes)*
+#
+# Write `mdm_loss(logits, x0, x_t, t, mask_id) -> Tensor` for `logits [B, P, V]` computed on
+# `x_t [B, P]`, clean ids `x0 [B, P]` and mask rates `t [B]`. It returns the scalar $L$ above:
+# the shift, the $1/t$ weight, and the sum divided by the number of masked slots in the whole
+# batch (0 if nothing is masked).
+#
+# ```{dropdown} Hint 1
+# With the shift, `logits[:, :-1]` are scored against `x0[:, 1:]`, and a term counts iff
+# `x_t[:, 1:]` holds `[MASK]` (the slot being predicted, not the position that predicts it).
+# ```
+#
+# ```{dropdown} Hint 2
+# `torch.nn.functional.cross_entropy(..., reduction="none")` on the flattened `[B * (P - 1), V]`
+# logits gives one term per slot; reshape it to `[B, P - 1]`, weight, then sum. Divide by
+# `masked.sum().clamp(min=1)`.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def mdm_loss(logits, x0, x_t, t, mask_id):
+    """DiffuLLaMA's scalar loss: shifted, 1/t-weighted cross-entropy over the masked slots of the batch."""
+    B, P, V = logits.shape
+    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), x0[:, 1:].reshape(-1), reduction="none")
+    masked = (x_t[:, 1:] == mask_id).float()
+    return (ce.view(B, P - 1) * masked / t[:, None]).sum() / masked.sum().clamp(min=1.0)
+
+
+# %%
+checks.mdm_loss(mdm_loss)
+
+# %% [markdown]
+# `diffusion.mdm_loss` computes exactly this. On the problem above, fully masked ($t = 1$), the two agree:
+
+# %%
+yours, package = (loss(mdm_logits, x0, fully_masked, torch.ones(1), tok.mask_id) for loss in (mdm_loss, diffusion.mdm_loss))
+assert torch.allclose(yours, package)
+print(f"loss of the fully masked problem: {package:.3f} nats per masked slot")
+
+# %% [markdown]
+# To see how the loss depends on $t$, we fix $t$
 # for a whole batch of 128 held-out Countdown problems, mask the answers at that rate and
 # evaluate three checkpoints of the same post-training run: the ARM itself read as an MDM
 # (step 0), the checkpoint after 1000 post-training steps, and the final MDM. With one $t$ for the
@@ -340,6 +410,37 @@ fig.suptitle("Attention annealing: from causal to bidirectional (dark = may atte
 fig.tight_layout()
 
 # %% [markdown]
+# **3. The annealed mask.** *(difficulty ★★☆, importance ★★☆, about 10 minutes)*
+#
+# Write `anneal_mask(ratio, n_pos, generator) -> Tensor` that returns a `[n_pos, n_pos]` boolean
+# mask (rows are queries, `True` = may attend). The causal part (key ≤ query) is always allowed.
+# Every key above the diagonal is allowed with probability `ratio`, independently, drawn with
+# `generator`. The checker draws many masks: the visible share of the upper triangle must match
+# `ratio`, and must not depend on the distance from the diagonal.
+#
+# ```{dropdown} Hint
+# One uniform draw per (query, key) pair: `torch.rand(n_pos, n_pos, generator=generator) < ratio`,
+# combined with the causal mask by `|`.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def anneal_mask(ratio, n_pos, generator):
+    """[n_pos, n_pos] bool: key <= query, or a future key drawn visible with probability ratio."""
+    causal = torch.ones(n_pos, n_pos, dtype=torch.bool).tril()
+    return causal | (torch.rand(n_pos, n_pos, generator=generator) < ratio)
+
+
+# %%
+checks.anneal_mask(anneal_mask)
+
+# %% [markdown]
+# With the same generator state, yours draws the very mask the training loop uses:
+
+# %%
+yours = anneal_mask(0.5, CANVAS, torch.Generator().manual_seed(0))
+assert torch.equal(yours, diffusion.annealed_attention(0.5, CANVAS, torch.Generator().manual_seed(0)))
+
+# %% [markdown]
 # ## Decoding: watching the MDM solve a problem
 #
 # An MDM writes its answer by *unmasking*. It starts from the prompt followed by `[MASK]` in every
@@ -374,6 +475,52 @@ for ax, (label, sample) in zip(axes, runs.items()):
 axes[1].legend(handles=legend[1:], loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
 fig.suptitle(f"The answer region of '{problem.prompt}', one row per decoding step")
 fig.tight_layout()
+
+# %% [markdown]
+# **4. One confidence-decoding step.** *(difficulty ★★☆, importance ★★★, about 15 minutes)*
+#
+# Write `decode_step(logits, x, mask_id, k) -> Tensor`: `x [B, P]` is the canvas and
+# `logits [B, P, V]` the model's output on it, not shifted yet. In each row, predict every slot
+# (the argmax token, `[MASK]` itself excluded), score each `[MASK]` slot by the probability of
+# its prediction, and commit the `k` best scored ones. Return the new canvas `[B, P]`; every other
+# slot keeps its id.
+#
+# ```{dropdown} Hint 1
+# Shift first (`shift_logits`), set the `[MASK]` column to `-inf`, then `log_softmax`: its max
+# over the vocabulary gives both the confidence and the token (`.max(-1)`).
+# ```
+#
+# ```{dropdown} Hint 2
+# Give slots that are not `[MASK]` a confidence of `-inf` (`masked_fill`), take
+# `.topk(k, dim=-1).indices` per row, and turn them into a bool `[B, P]` with `scatter`.
+# Then `torch.where(chosen, token, x)`.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def decode_step(logits, x, mask_id, k):
+    """Commit the k most confident [MASK] slots of each row of x [B, P] to their argmax token."""
+    logits = shift_logits(logits)
+    logits[..., mask_id] = float("-inf")
+    confidence, token = logits.log_softmax(-1).max(-1)                    # [B, P] each
+    confidence = confidence.masked_fill(x != mask_id, float("-inf"))
+    chosen = torch.zeros_like(x, dtype=torch.bool).scatter(1, confidence.topk(k, dim=-1).indices, True)
+    return torch.where(chosen, token, x)
+
+
+# %%
+checks.decode_step(decode_step)
+
+# %% [markdown]
+# Repeat your step until no `[MASK]` is left and you have the confidence sampler: from the first
+# canvas of the run above, yours writes the very same answer as `diffusion.confidence_sample`.
+
+# %%
+canvas = runs["confidence sampler"].history[0]
+with torch.no_grad():
+    while (canvas == tok.mask_id).any():
+        canvas = decode_step(mdm(canvas), canvas, tok.mask_id, 1)
+assert torch.equal(canvas, runs["confidence sampler"].ids)
+print("your sampler's answer:", accuracy.decode_answers(tok, canvas, answer_start)[0])
 
 # %% [markdown]
 # In Jupyter or Colab, this explorer walks through the confidence sampler's run one step at a
@@ -573,53 +720,10 @@ for kind in zoo.KINDS:
 # %% [markdown]
 # ## Exercises
 #
-# **1. The shift.** Write `shift_logits(logits)` that takes per-position logits `[batch, pos, vocab]`
-# and returns them aligned with the slots they predict: slot $j$ gets the logits of position
-# $j - 1$. Slot 0 (`[BOS]`) is never predicted; put anything of the right shape there.
-
-# %% tags=["hide-input", "solution"]
-def shift_logits(logits):
-    return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-
-
-# %%
-checks.shift_logits(shift_logits)
-
-# %% [markdown]
-# **2. The loss.** Write `mdm_loss(logits, x0, x_t, t, mask_id)` for `logits [B, P, V]` computed
-# on `x_t [B, P]`, clean ids `x0 [B, P]` and mask rates `t [B]`. It returns the scalar DiffuLLaMA
-# loss from the formula above: the shift, the $1/t$ weight, and the sum divided by the number of
-# masked slots in the batch (0 if nothing is masked).
-
-# %% tags=["hide-input", "solution"]
-def mdm_loss(logits, x0, x_t, t, mask_id):
-    B, P, V = logits.shape
-    ce = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, V), x0[:, 1:].reshape(-1), reduction="none")
-    masked = (x_t[:, 1:] == mask_id).float()
-    return (ce.view(B, P - 1) * masked / t[:, None]).sum() / masked.sum().clamp(min=1.0)
-
-
-# %%
-checks.mdm_loss(mdm_loss)
-
-# %% [markdown]
-# **3. The annealed mask.** Write `anneal_mask(ratio, n_pos, generator)` that returns a
-# `[n_pos, n_pos]` boolean mask (rows are queries, `True` = may attend). The causal part (key ≤
-# query) is always allowed. Every key above the diagonal is allowed with probability `ratio`,
-# independently, drawn with `generator`. The checker draws many masks: the visible share of the
-# upper triangle must match `ratio`, and must not depend on the distance from the diagonal.
-
-# %% tags=["hide-input", "solution"]
-def anneal_mask(ratio, n_pos, generator):
-    causal = torch.ones(n_pos, n_pos, dtype=torch.bool).tril()
-    return causal | (torch.rand(n_pos, n_pos, generator=generator) < ratio)
-
-
-# %%
-checks.anneal_mask(anneal_mask)
-
-# %% [markdown]
-# **4. (Open.)** Chapter 2 argued that Countdown's first answer token needs a plan. The
+# The checked exercises of this chapter sit where each idea is taught: the shift (exercise 1),
+# the loss (2), the annealed mask (3) and one confidence-decoding step (4).
+#
+# **5. (Open.)** Chapter 2 argued that Countdown's first answer token needs a plan. The
 # confidence sampler does not commit that token first: it commits the target and the padding
 # before the first equation. Later chapters attribute the MDM's prediction of the first answer
 # token. Should they attribute it at step 0 (the whole answer masked) or at the step where the

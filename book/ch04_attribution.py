@@ -103,8 +103,27 @@ print("into m0:      ", [name for name in graph.edge_names if name.endswith("->m
 # nothing else. `run_with_nodes(..., overrides={v: x})` replaces exactly one destination's input.
 # The edge's effect is the change of the metric, averaged over the examples.
 
-# %%
-def patch_edge(model, inputs, edge):
+# %% [markdown]
+# **1. Patch one edge.** *(difficulty ★★☆, importance ★★★, about 15 minutes)*
+#
+# Write `patch_edge(model, inputs, metric, edge) -> float`. `edge` is a name such as
+# `"m0->a1.h3<q>"`; `inputs.run_with_nodes(model, "clean")` (or `"corrupted"`) returns a run whose
+# `outputs[u]` and `inputs[v]` are `[batch, pos, d_model]`, and `metric(logits)` is `[batch]`.
+# Run the clean prompt with destination `v`'s input replaced by its clean input plus
+# $	ext{out}_u(	ext{corrupted}) - 	ext{out}_u(	ext{clean})$, and return the mean over examples of
+# the patched metric minus the clean metric.
+#
+# ```{dropdown} Hint 1
+# `src, dst = edge.split("->")`. Three runs in all: clean, corrupted, and the patched clean run
+# `inputs.run_with_nodes(model, "clean", overrides={dst: x})`.
+# ```
+#
+# ```{dropdown} Hint 2
+# Do not pass `corrupted.inputs[dst]`: that corrupts *every* edge into `v` at once.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def patch_edge(model, inputs, metric, edge):
     """Mean of metric(edge corrupted) - metric(clean) over the examples, by one patched forward pass."""
     src, dst = edge.split("->")
     with torch.no_grad():
@@ -114,8 +133,12 @@ def patch_edge(model, inputs, edge):
     return float((metric(patched.logits) - metric(clean.logits)).mean())
 
 
+# %%
+checks.patch_edge(patch_edge)
+
+# %%
 edges = ["a0.h0->m0", "m0->a1.h3<q>", "a1.h3->logits"]
-by_hand = {edge: patch_edge(arm, arm_inputs, edge) for edge in edges}
+by_hand = {edge: patch_edge(arm, arm_inputs, metric, edge) for edge in edges}
 for edge, value in by_hand.items():
     print(f"{edge:15s} metric change {value:+.3f}")
 
@@ -158,6 +181,79 @@ eap_by_hand = (delta * grad).sum(dim=(1, 2)).mean()
 eap = {"ARM": ml.attribute(arm, arm_inputs, metric, method="EAP")}
 print(f"{src}->{dst}: EAP by hand {eap_by_hand:+.4f}, ml.attribute EAP {eap['ARM'].edge(f'{src}->{dst}'):+.4f}, "
       f"exact {exact['ARM'].edge(f'{src}->{dst}'):+.4f}")
+
+# %% [markdown]
+# One backward pass gives the gradient at *every* destination, not only at `m0`. A hook (a
+# subclass of `ml.Hooks`, whose `dest_input` sees each destination's input on its way into the
+# model) keeps every destination's input, and `torch.autograd.grad`
+# returns the gradient of the metric with respect to all of them at once. The attention layer's
+# hook receives the `[batch, pos, 3, heads, d_model]` q/k/v copies, which are `3 * heads`
+# destinations; `graph.destinations_of` says which score columns each call covers.
+
+# %%
+class DestinationInputs(ml.Hooks):
+    """Keeps every destination's input, with the score columns it covers."""
+
+    def __init__(self, graph):
+        self.graph, self.inputs = graph, []
+
+    def dest_input(self, kind, layer, x):
+        x = x.view_as(x)    # a view of its own: the residual stream itself also flows on downstream
+        self.inputs.append((self.graph.destinations_of(kind, layer)[1], x))
+        return x
+
+
+hooks = DestinationInputs(graph)
+grads_per_call = torch.autograd.grad(metric(arm_inputs.run(arm, "clean", hooks=hooks)).sum(),
+                                     [x for _, x in hooks.inputs])
+grads = torch.zeros(graph.n_dst, *clean.outputs["input"].shape)         # [n_dst, batch, pos, d_model]
+for (columns, _), g in zip(hooks.inputs, grads_per_call):
+    grads[columns] = g.flatten(2, 3).permute(2, 0, 1, 3) if g.dim() == 5 else g
+clean_out = torch.stack([clean.outputs[name] for name in graph.src_names])        # [n_src, batch, pos, d_model]
+corrupted_out = torch.stack([corrupted.outputs[name] for name in graph.src_names])
+assert torch.allclose(grads[graph.dst_index(dst)], grad, atol=1e-5)      # the gradient at m0, as above
+print(f"grads {tuple(grads.shape)}, source outputs {tuple(clean_out.shape)}")
+
+# %% [markdown]
+# **2. EAP for every edge.** *(difficulty ★★☆, importance ★★★, about 10 minutes)*
+#
+# Write `eap_scores(clean_out, corrupted_out, grads) -> Tensor` of shape `[n_src, n_dst]`:
+# `clean_out` and `corrupted_out` are every source's output, `[n_src, batch, pos, d_model]`, and
+# `grads` the metric's gradient at every destination's input, `[n_dst, batch, pos, d_model]`.
+# Entry `[u, v]` is $\Delta_u \cdot \nabla_v$ summed over positions and `d_model`, averaged over
+# the examples. (Pairs that are no edge, such as a late source into an early destination, get a
+# number too; they are ignored.)
+#
+# ```{dropdown} Hint 1
+# $\Delta_u$ is `corrupted_out - clean_out`, not the clean output: the score estimates the change
+# the corruption makes.
+# ```
+#
+# ```{dropdown} Hint 2
+# One `torch.einsum("sbpd,tbpd->st", ...)` sums over the batch, positions and `d_model`; divide
+# by the batch size for the mean.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def eap_scores(clean_out, corrupted_out, grads):
+    """[n_src, n_dst] EAP scores: delta . grad, summed over positions and d_model, mean over examples."""
+    delta = corrupted_out - clean_out
+    return torch.einsum("sbpd,tbpd->st", delta, grads) / delta.shape[1]
+
+
+# %%
+checks.eap_scores(eap_scores)
+
+# %% [markdown]
+# `ml.attribute(..., method="EAP")` computes the same matrix, but multiplies each destination's
+# gradient into the scores as soon as the backward pass reaches it, so it never stores `grads`
+# (the largest buffer on a big model).
+
+# %%
+mine = eap_scores(clean_out, corrupted_out, grads).double()
+package_gap = (mine - eap["ARM"].tensor)[graph.edge_mask].abs().max()
+assert package_gap < 1e-4 * eap["ARM"].tensor.abs().max()
+print(f"{graph.n_edges} edges from one backward pass; largest gap to ml.attribute's EAP: {package_gap:.1e}")
 
 # %% [markdown]
 # The two EAP numbers agree, but EAP is far from the exact value. The first-order estimate
@@ -248,6 +344,39 @@ fig.tight_layout()
 # scores of the `input->*` edges add up to the Riemann sum of the whole path integral, which tends to the total effect $\text{metric}(\text{corrupted}) - \text{metric}(\text{clean})$
 # as $m$ grows; the gap of such a Riemann sum shrinks like $1/m$ or faster. EAP ($m = 1$) has no
 # such guarantee.
+
+# %% [markdown]
+# **3. Integrated gradients in one function.** *(difficulty ★★☆, importance ★★★, about 15 minutes)*
+#
+# Write `integrated_gradients(grad_fn, clean, corrupted, m) -> Tensor` for a scalar function
+# $f$ of a vector, given its gradient `grad_fn(x)` (a `[D]` tensor for a `[D]` input); `clean`
+# and `corrupted` are `[D]`. Return the `[D]` per-coordinate attribution
+# $(\text{corrupted} - \text{clean}) \odot \frac{1}{m}\sum_{k=1}^{m} \nabla f\big(\text{corrupted} +
+# \tfrac{k}{m}(\text{clean} - \text{corrupted})\big)$, the grid of `EAP-IG-inputs`. Its sum
+# tends to $f(\text{corrupted}) - f(\text{clean})$ as $m$ grows (the checker tests that too).
+#
+# ```{dropdown} Hint 1
+# The grid is $k = 1, \dots, m$: it includes the clean end ($\alpha = 1$), so $m = 1$ is EAP,
+# and it leaves out the corrupted end.
+# ```
+#
+# ```{dropdown} Hint 2
+# The difference is corrupted minus clean, the direction of the corruption, as for $\Delta_u$.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def integrated_gradients(grad_fn, clean, corrupted, m):
+    """Per-coordinate IG attribution [D], on the grid alpha = k/m, k = 1..m."""
+    grads = [grad_fn(corrupted + k / m * (clean - corrupted)) for k in range(1, m + 1)]
+    return (corrupted - clean) * torch.stack(grads).mean(dim=0)
+
+
+# %%
+checks.integrated_gradients(integrated_gradients)
+
+# %% [markdown]
+# On the model, `EAP-IG-inputs` moves the token embeddings along this grid. Its `input->*`
+# edges should then add up to the total effect, with a gap that shrinks as $m$ grows:
 
 # %%
 def input_sum(scores):
@@ -414,38 +543,10 @@ fig.tight_layout()
 #
 # ## Exercises
 #
-# **1. An edge's EAP score.** Write `edge_score(delta, grad) -> float` for one edge:
-# `delta` is $\text{out}_u(\text{corrupted}) - \text{out}_u(\text{clean})$ and `grad` the gradient
-# of each example's metric with respect to $x_v$, both `[batch, pos, d_model]`. Return the
-# per-example mean of the sum over positions and `d_model`.
-
-# %% tags=["hide-input", "solution"]
-def edge_score(delta, grad):
-    return float((delta * grad).sum(dim=(1, 2)).mean())
-
-
-# %%
-checks.edge_score(edge_score)
-
-# %% [markdown]
-# **2. Integrated gradients in one function.** Write
-# `integrated_gradients(grad_fn, clean, corrupted, m) -> Tensor` for a scalar function $f$ of a
-# vector, given its gradient `grad_fn(x)`: return the per-coordinate attribution
-# $(\text{corrupted} - \text{clean}) \odot \frac{1}{m}\sum_{k=1}^{m} \nabla f\big(\text{corrupted} +
-# \tfrac{k}{m}(\text{clean} - \text{corrupted})\big)$, the same grid as `EAP-IG-inputs`. Its sum
-# tends to $f(\text{corrupted}) - f(\text{clean})$ as $m$ grows.
-
-# %% tags=["hide-input", "solution"]
-def integrated_gradients(grad_fn, clean, corrupted, m):
-    grads = [grad_fn(corrupted + k / m * (clean - corrupted)) for k in range(1, m + 1)]
-    return (corrupted - clean) * torch.stack(grads).mean(dim=0)
-
-
-# %%
-checks.integrated_gradients(integrated_gradients)
-
-# %% [markdown]
-# **3. (Open.)** Exact patching changes one edge with all others clean, and EAP-IG integrates
+# The checked exercises of this chapter sit where each idea is taught: patching one edge
+# (exercise 1), EAP for every edge (2) and integrated gradients (3).
+#
+# **4. (Open.)** Exact patching changes one edge with all others clean, and EAP-IG integrates
 # along a path where all inputs change together. Find an edge whose exact score is small but
 # whose EAP-IG score is large (or the reverse) in the scatter above. Patch it by hand with
 # `patch_edge`, then patch it again with the *other* edges into the same destination corrupted

@@ -113,13 +113,52 @@ Markdown("\n".join(["ARM, IOI. Edges kept after pruning (nodes in brackets):", "
 # repeats two steps until nothing changes: a node stays only if it has an edge in and an edge out
 # (`input` needs no edge in, `logits` always stays, and a head's edges in are those into its
 # `<q>`, `<k>` and `<v>`); then every edge between nodes that left is removed. One removal can
-# cause the next, which is why it runs to a fixed point. Here are the ARM's ten best IOI edges
-# before pruning:
+# cause the next, which is why it runs to a fixed point.
+#
+# **1. Prune to a fixed point.** *(difficulty ★★☆, importance ★★☆, about 15 minutes)*
+#
+# Write `prune_edges(edges) -> set` for a set of edge names such as `"a0.h1->a1.h0<k>"`,
+# `"m0->logits"`, `"input->m1"`, returning the set of edges that survive. A node (`input`,
+# `a{l}.h{h}`, `m{l}`) stays only if it has an edge in and an edge out, where `input` needs no
+# edge in, `logits` always stays, and an edge into `a1.h0<q>`, `<k>` or `<v>` is an edge into the
+# node `a1.h0`. Drop the edges whose sender or receiver left, and repeat until nothing changes.
+#
+# ```{dropdown} Hint 1
+# `edge.split("->")` gives sender and receiver; `receiver.split("<")[0]` turns `a1.h0<k>` into
+# the node `a1.h0`.
+# ```
+#
+# ```{dropdown} Hint 2
+# Loop: compute the set of nodes that stay, keep the edges between them, and stop when a pass
+# keeps every edge. One pass is not enough: removing one dead end can create another.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def prune_edges(edges):
+    """The edges of ``edges`` that lie between nodes with an edge in and an edge out, at the fixed point."""
+    edges = set(edges)
+    while True:
+        senders = {edge.split("->")[0] for edge in edges}
+        fed = {edge.split("->")[1].split("<")[0] for edge in edges}
+        alive = {node for node in senders if node in fed or node == "input"} | {"logits"}
+        kept = {edge for edge in edges if edge.split("->")[0] in alive and edge.split("->")[1].split("<")[0] in alive}
+        if kept == edges:
+            return kept
+        edges = kept
+
+
+# %%
+checks.prune_edges(prune_edges)
+
+# %% [markdown]
+# `ml.prune` does the same on a `Circuit`. Here are the ARM's ten best IOI edges before pruning,
+# and what each of the two prunings keeps:
 
 # %%
 top10 = compare.top_edges(arm_ioi, 10)
 unpruned = ml.Circuit.from_edges(graph, top10)
 pruned = ml.prune(unpruned)
+assert prune_edges(top10) == pruned.edges
 for edge in sorted(top10, key=lambda e: -abs(arm_ioi.edge(e))):
     print(f"{edge:16s} score {arm_ioi.edge(edge):+7.3f}   {'kept' if edge in pruned.edges else 'pruned'}")
 print(f"\nbefore pruning: {unpruned.n_edges} edges, nodes {sorted(unpruned.nodes)}")
@@ -181,6 +220,32 @@ print(f"top-{N_TOP} circuit ({circuit.n_edges} edges after pruning): mean {circu
 #
 # $$\text{faithfulness} = \frac{\overline{m}_\text{circuit} - \overline{m}_\text{empty}}{\overline{m}_\text{clean} - \overline{m}_\text{empty}}.$$
 #
+# **2. Faithfulness from three means.** *(difficulty ★☆☆, importance ★★★, about 5 minutes)*
+#
+# Write `faithfulness(circuit, empty, clean) -> float`, where each argument holds the per-example
+# metric values `[N]` of the circuit, the empty circuit and the clean run.
+#
+# ```{dropdown} Hint
+# Take the three means first, then the ratio; the mean of per-example ratios is a different
+# number (the open question at the end looks at it).
+# ```
+
+# %% tags=["hide-input", "solution"]
+def faithfulness(circuit, empty, clean):
+    """(mean circuit - mean empty) / (mean clean - mean empty) of per-example metric values [N]."""
+    return float((circuit.mean() - empty.mean()) / (clean.mean() - empty.mean()))
+
+
+# %%
+checks.faithfulness(faithfulness)
+
+# %% [markdown]
+# The top-$N$ circuit of the previous section, from the values computed there:
+
+# %%
+print(f"top-{N_TOP} circuit, ARM on IOI: faithfulness {faithfulness(circuit_values, empty_values, clean_values):.2f}")
+
+# %% [markdown]
 # It can exceed 1: a circuit that drops edges that *work against* the answer does better than
 # the whole model. `ml.faithfulness_curve` evaluates circuits of growing size in one batched
 # pass and reports the area under the curve (over the fraction of edges kept). We ask for
@@ -212,6 +277,8 @@ fig.tight_layout()
 for (model_name, task), result in curves.items():
     print(f"{model_name} {TASK_NAMES[task]:9s}: area {result.area:.3f}; faithfulness at n = {N_TOP}: "
           f"{result.faithfulness[EDGE_COUNTS.index(N_TOP)]:.2f}; >= 0.8 from {smallest_faithful(result)} edges after pruning")
+# the package's curve at n = N_TOP is exercise 2's number for the top-N circuit evaluated above
+assert abs(curves["ARM", "ioi"].faithfulness[EDGE_COUNTS.index(N_TOP)] - faithfulness(circuit_values, empty_values, clean_values)) < 1e-3
 
 # %%
 # The claim of the next paragraph, checked on the curves above: the build fails if it stops holding.
@@ -302,42 +369,9 @@ fig.tight_layout()
 #
 # ## Exercises
 #
-# **1. Prune to a fixed point.** Write `prune_edges(edges) -> set` for a set of edge names such
-# as `"a0.h1->a1.h0<k>"`, `"m0->logits"`, `"input->m1"`. A node (`input`, `a{l}.h{h}`, `m{l}`) stays
-# only if it has an edge in and an edge out, where `input` needs no edge in, `logits` always stays,
-# and an edge into `a1.h0<q>`, `<k>` or `<v>` is an edge into the node `a1.h0`. Drop the edges
-# whose sender or receiver left, and repeat until nothing changes.
-
-# %% tags=["hide-input", "solution"]
-def prune_edges(edges):
-    edges = set(edges)
-    while True:
-        senders = {edge.split("->")[0] for edge in edges}
-        fed = {edge.split("->")[1].split("<")[0] for edge in edges}
-        alive = {node for node in senders if node in fed or node == "input"} | {"logits"}
-        kept = {edge for edge in edges if edge.split("->")[0] in alive and edge.split("->")[1].split("<")[0] in alive}
-        if kept == edges:
-            return kept
-        edges = kept
-
-
-# %%
-checks.prune_edges(prune_edges)
-
-# %% [markdown]
-# **2. Faithfulness from three means.** Write `faithfulness(circuit, empty, clean) -> float`, where
-# each argument holds the per-example metric values `[N]` of the circuit, the empty circuit and
-# the clean run.
-
-# %% tags=["hide-input", "solution"]
-def faithfulness(circuit, empty, clean):
-    return float((circuit.mean() - empty.mean()) / (clean.mean() - empty.mean()))
-
-
-# %%
-checks.faithfulness(faithfulness)
-
-# %% [markdown]
+# The checked exercises of this chapter sit where each idea is taught: pruning (exercise 1) and
+# faithfulness (2).
+#
 # **3. (Open.)** Faithfulness is a ratio of *means*. Compute the per-example ratio
 # $(m_\text{circuit} - m_\text{empty}) / (m_\text{clean} - m_\text{empty})$ for the top-$N$ circuit
 # of the ARM on IOI, and plot its distribution. Is the circuit equally faithful on every example?

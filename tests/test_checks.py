@@ -1,7 +1,9 @@
 """Each checker passes the reference solution and fails plausible wrong answers."""
 
+import ast
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,21 +45,15 @@ def test_head_output_checker(capsys):
 
 
 # ----- chapter 2 -----
-def check_countdown_solution(numbers, target, answer):
-    available, result = list(numbers), None
-    for equation in answer.split(","):
-        match = re.fullmatch(r"(\d+)([+\-*/])(\d+)=(\d+)", equation)
-        if match is None:
-            return False
-        a, op, b, c = int(match[1]), match[2], int(match[3]), int(match[4])
-        if not {"+": a + b == c, "-": a - b == c, "*": a * b == c, "/": b != 0 and a == b * c}[op]:
-            return False
-        for x in (a, b):
-            if x not in available:
-                return False
-            available.remove(x)
-        available.append(c)
-    return available == [target]
+def chapter_solution(chapter: str, name: str):
+    """The function ``name`` as the chapter's solution cell defines it (the reference a reader compares with)."""
+    lines = (Path(__file__).resolve().parent.parent / "book" / chapter).read_text().splitlines()
+    source = "\n".join(line.replace("%", "pass  #", 1) if line.lstrip().startswith("%") else line
+                       for line in lines)   # IPython magics: keep the indentation
+    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name)
+    namespace = {"re": re, "torch": torch}
+    exec(compile(ast.Module([node], []), chapter, "exec"), namespace)
+    return namespace[name]
 
 
 def check_countdown_without_availability(numbers, target, answer):
@@ -105,7 +101,7 @@ def test_check_countdown_cases_hold_both_verdicts():
 
 
 def test_check_countdown_checker(capsys):
-    checks.check_countdown(check_countdown_solution)
+    checks.check_countdown(chapter_solution("ch02_tasks.py", "check_countdown"))
     assert "all checks passed" in capsys.readouterr().out
     wrongs = (check_countdown_without_availability, check_countdown_without_arithmetic, check_countdown_final_balance)
     for wrong in wrongs:
@@ -218,19 +214,6 @@ def test_random_control_checker():
 
 
 # ----- chapters 4 and 5 -----
-def test_edge_score_checker(capsys):
-    checks.edge_score(lambda delta, grad: float((delta * grad).sum(dim=(1, 2)).mean()))
-    assert "all checks passed" in capsys.readouterr().out
-    for wrong in (
-        lambda delta, grad: float((delta * grad).mean()),                  # mean over positions and d_model too
-        lambda delta, grad: float((delta * grad).sum()),                   # sum over the batch, not the mean
-        lambda delta, grad: float((delta * grad).sum(-1).mean()),          # mean over positions instead of the sum
-        lambda delta, grad: float(-(delta * grad).sum(dim=(1, 2)).mean()),  # clean minus corrupted
-    ):
-        with pytest.raises(AssertionError, match="edge_score"):
-            checks.edge_score(wrong)
-
-
 def integrated_gradients_solution(grad_fn, clean, corrupted, m):
     grads = [grad_fn(corrupted + k / m * (clean - corrupted)) for k in range(1, m + 1)]
     return (corrupted - clean) * torch.stack(grads).mean(dim=0)
@@ -375,3 +358,82 @@ def test_wilson_interval_checker():
         checks.wilson_interval(normal_approximation)
     with pytest.raises(AssertionError, match="wilson_interval"):
         checks.wilson_interval(lambda k, n: wilson_interval(k, n)[::-1])
+
+
+# ----- new in-flow exercises: chapters 3 and 4 -----
+def decode_step_solution(logits, x, mask_id, k, shift=True, exclude=True, only_masked=True, probs=True, per_row=True):
+    if shift:
+        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+    logits = logits.clone()
+    if exclude:
+        logits[..., mask_id] = float("-inf")
+    confidence, token = (logits.log_softmax(-1) if probs else logits).max(-1)
+    if only_masked:
+        confidence = confidence.masked_fill(x != mask_id, float("-inf"))
+    if per_row:
+        chosen = torch.zeros_like(x, dtype=torch.bool).scatter(1, confidence.topk(k, dim=-1).indices, True)
+    else:
+        chosen = torch.zeros(x.numel(), dtype=torch.bool)
+        chosen[confidence.flatten().topk(k * x.shape[0]).indices] = True
+        chosen = chosen.view_as(x)
+    return torch.where(chosen, token, x)
+
+
+def test_decode_step_checker(capsys):
+    checks.decode_step(decode_step_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    for mistake in (
+        "shift",          # slot j read from the logits at j, not j - 1
+        "exclude",        # [MASK] may win the argmax
+        "only_masked",    # commits prompt or already committed slots
+        "probs",          # ranks by the raw logit, not the probability
+        "per_row",        # the top k * B slots of the whole batch
+    ):
+        with pytest.raises(AssertionError, match="decode_step"):
+            checks.decode_step(lambda *a, mistake=mistake: decode_step_solution(*a, **{mistake: False}))
+
+
+def patch_edge_solution(model, inputs, metric, edge, replace_whole_input=False, add_clean_output=False):
+    src, dst = edge.split("->")
+    with torch.no_grad():
+        clean, corrupted = inputs.run_with_nodes(model, "clean"), inputs.run_with_nodes(model, "corrupted")
+        if replace_whole_input:
+            x = corrupted.inputs[dst]
+        elif add_clean_output:
+            x = clean.inputs[dst] + corrupted.outputs[src]
+        else:
+            x = clean.inputs[dst] + corrupted.outputs[src] - clean.outputs[src]
+        patched = inputs.run_with_nodes(model, "clean", overrides={dst: x})
+    return float((metric(patched.logits) - metric(clean.logits)).mean())
+
+
+def test_patch_edge_checker(capsys):
+    checks.patch_edge(patch_edge_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    for wrong in (
+        lambda *a: patch_edge_solution(*a, replace_whole_input=True),   # patches every edge into v
+        lambda *a: patch_edge_solution(*a, add_clean_output=True),      # adds the corrupted output, not the difference
+        lambda *a: -patch_edge_solution(*a),                            # clean minus patched
+    ):
+        with pytest.raises(AssertionError, match="patch_edge"):
+            checks.patch_edge(wrong)
+
+
+def eap_scores_solution(clean_out, corrupted_out, grads):
+    return torch.einsum("sbpd,tbpd->st", corrupted_out - clean_out, grads) / clean_out.shape[1]
+
+
+def test_eap_scores_checker(capsys):
+    checks.eap_scores(eap_scores_solution)
+    assert "all checks passed" in capsys.readouterr().out
+    B = lambda out: out.shape[1]
+    for wrong in (
+        lambda c, k, g: torch.einsum("sbpd,tbpd->st", c, g) / B(c),       # the clean activation, not the difference
+        lambda c, k, g: torch.einsum("sbpd,tbpd->st", k, g) / B(c),       # the corrupted activation
+        lambda c, k, g: -eap_scores_solution(c, k, g),                    # clean minus corrupted
+        lambda c, k, g: eap_scores_solution(c, k, g) * B(c),              # sum over the batch, not the mean
+    ):
+        with pytest.raises(AssertionError, match="eap_scores"):
+            checks.eap_scores(wrong)
+    with pytest.raises(AssertionError, match="n_src, n_dst"):
+        checks.eap_scores(lambda c, k, g: eap_scores_solution(c, k, g).T)

@@ -7,14 +7,17 @@ own solution, and prints one line: ``"<name>: all checks passed"``, or raises an
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import Tensor
 
 from ..config import ModelConfig
-from ..model import NodeRun, Transformer
+from ..model import Hooks, NodeRun, Transformer
 from ..tasks import build_tokenizer, countdown
+
+if TYPE_CHECKING:
+    from ..inputs import ModelInputs
 
 
 def compare(name: str, got: Tensor, expected: Tensor, atol: float = 1e-5) -> None:
@@ -263,48 +266,94 @@ def _as_number(name: str, got) -> float:
     raise AssertionError(f"{name}: expected a number, got {type(got).__name__}")
 
 
-def _eap_inputs_of_one_edge(src: str, dst: str) -> tuple[Tensor, Tensor, float]:
-    """``(delta, grad, score)`` of one edge of a tiny model: the real ``[B, P, D]`` delta and
-    per-example metric gradient, and the edge's EAP score from :func:`~mechshift_lite.attribution.attribute`."""
-    from ..attribution import attribute
+def _patching_inputs():
+    """A tiny model, ``ModelInputs`` of four clean/corrupted pairs and a per-example metric."""
+    from ..inputs import ModelInputs
 
     model = _small_models()[0]
     g = torch.Generator().manual_seed(4)
     clean = torch.randint(0, 30, (4, 6), generator=g)
     corrupted = clean.clone()
-    corrupted[:, 2] = torch.randint(0, 30, (4,), generator=g)
+    corrupted[:, 2:4] = torch.randint(0, 30, (4, 2), generator=g)
 
-    def metric(logits: Tensor) -> Tensor:
-        return logits[:, -1, 0] - logits[:, -1, 1]
+    def metric(logits: Tensor) -> Tensor:        # read at every position and scaled: effects well above rounding
+        return 100 * (logits[..., 0] - logits[..., 1]).sum(-1)
 
-    with torch.no_grad():
-        clean_run, corrupted_run = model.run_with_nodes(clean), model.run_with_nodes(corrupted)
-    x = clean_run.inputs[dst].detach().clone().requires_grad_()
-    (grad,) = torch.autograd.grad(metric(model.run_with_nodes(clean, overrides={dst: x}).logits).sum(), x)
-    delta = corrupted_run.outputs[src] - clean_run.outputs[src]
-    score = attribute(model, clean, corrupted, metric, method="EAP").edge(f"{src}->{dst}")
-    return delta, grad, score
+    return model, ModelInputs(clean, corrupted), metric
 
 
-def edge_score(fn: Callable[[Tensor, Tensor], float]) -> None:
-    """Check ``fn(delta [B, P, D], grad [B, P, D]) -> float``: the EAP score of one edge, the
-    per-example mean of ``delta . grad`` summed over positions and ``d_model``."""
-    g = torch.Generator().manual_seed(3)
-    for shape in ((3, 5, 4), (1, 7, 2), (6, 2, 8)):
-        delta, grad = torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)
-        expected = float((delta.double() * grad.double()).sum() / shape[0])
-        got = _as_number("edge_score", fn(delta.clone(), grad.clone()))
-        if abs(got - expected) > 1e-5 * max(1.0, abs(expected)):
+def patch_edge(fn: Callable[[Transformer, ModelInputs, Callable[[Tensor], Tensor], str], float]) -> None:
+    """Check ``fn(model, inputs, metric, edge) -> float``: the mean over examples of
+    ``metric(edge corrupted) - metric(clean)``, where only destination ``v`` of ``edge = "u->v"``
+    receives ``u``'s corrupted output; compared with ``ml.attribute(..., method="exact")``."""
+    from ..attribution import attribute
+
+    model, inputs, metric = _patching_inputs()
+    exact = attribute(model, inputs, metric, method="exact")
+    tolerance = 1e-3 * float(exact.tensor.abs().max())
+    for edge in ("input->a0.h0<v>", "a0.h1->logits", "input->m0", "m0->logits", "input->a1.h1<v>"):
+        got = _as_number("patch_edge", fn(model, inputs, metric, edge))
+        expected = exact.edge(edge)
+        if abs(got - expected) > tolerance:
             raise AssertionError(
-                f"edge_score (delta and grad of shape {shape}): got {got:.6g}, expected {expected:.6g} "
-                "(sum over positions and d_model, then the mean over the batch)"
+                f"patch_edge({edge!r}): got {got:.6g}, exact patching gives {expected:.6g}. Add "
+                "out_u(corrupted) - out_u(clean) to the clean input of v only (not v's whole corrupted "
+                "input), and return the mean of patched minus clean metric"
             )
-    for src, dst in (("a0.h1", "m0"), ("input", "a1.h2<k>"), ("m1", "logits")):
-        delta, grad, expected = _eap_inputs_of_one_edge(src, dst)
-        got = _as_number("edge_score", fn(delta, grad))
-        if abs(got - expected) > 1e-4 * max(1.0, abs(expected)):
-            raise AssertionError(f"edge_score on a real model's {src}->{dst}: got {got:.6g}, ml.attribute's EAP gives {expected:.6g}")
-    passed("edge_score")
+    passed("patch_edge")
+
+
+class _DestinationInputs(Hooks):
+    """Hooks that keep every destination input of a forward pass, with its score columns."""
+
+    def __init__(self, graph) -> None:
+        self.graph = graph
+        self.inputs: list[tuple[slice, Tensor]] = []
+
+    def dest_input(self, kind: str, layer: int | None, x: Tensor) -> Tensor:
+        x = x.view_as(x)          # a private view: the residual stream itself also flows on downstream
+        self.inputs.append((self.graph.destinations_of(kind, layer)[1], x))
+        return x
+
+    def gradients(self, total: Tensor) -> Tensor:
+        """``[n_dst, B, P, D]``: the gradient of ``total`` with respect to each destination's input."""
+        grads = torch.autograd.grad(total, [x for _, x in self.inputs])
+        B, P, D = grads[-1].shape
+        out = torch.zeros(self.graph.n_dst, B, P, D)
+        for (columns, _), g in zip(self.inputs, grads):
+            out[columns] = (g.flatten(2, 3) if g.dim() == 5 else g[:, :, None]).permute(2, 0, 1, 3)
+        return out
+
+
+def eap_scores(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
+    """Check ``fn(clean_out [n_src, B, P, D], corrupted_out [n_src, B, P, D], grads [n_dst, B, P, D])
+    -> [n_src, n_dst]``: EAP scores of every edge, ``delta_u . grad_v`` summed over positions and
+    ``d_model`` and averaged over examples; compared with ``ml.attribute(..., method="EAP")``
+    on the edges of the graph (entries that are no edge are not checked)."""
+    from ..attribution import attribute
+
+    model, inputs, metric = _patching_inputs()
+    graph = model.graph
+    with torch.no_grad():
+        clean, corrupted = model.run_with_nodes(inputs.clean_ids), model.run_with_nodes(inputs.corrupted_ids)
+    hooks = _DestinationInputs(graph)
+    grads = hooks.gradients(metric(model(inputs.clean_ids, hooks=hooks)).sum())
+    clean_out = torch.stack([clean.outputs[name] for name in graph.src_names])
+    corrupted_out = torch.stack([corrupted.outputs[name] for name in graph.src_names])
+    got = fn(clean_out.clone(), corrupted_out.clone(), grads.clone())
+    expected = attribute(model, inputs, metric, method="EAP").tensor
+    if not isinstance(got, Tensor) or got.shape != expected.shape:
+        raise AssertionError(f"eap_scores: expected a [n_src, n_dst] = {tuple(expected.shape)} tensor, got "
+                             f"{tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__}")
+    err = (got.double() - expected).abs().masked_fill(~graph.edge_mask, 0)
+    if err.max() > 1e-3 * float(expected.abs().max()):
+        src, dst = (int(i) for i in torch.nonzero(err == err.max())[0])
+        raise AssertionError(
+            f"eap_scores: edge {graph.src_names[src]}->{graph.dst_names[dst]} scored {float(got[src, dst]):.6g}, "
+            f"ml.attribute's EAP gives {float(expected[src, dst]):.6g}. Use delta = corrupted - clean "
+            "(not the clean output), sum over positions and d_model, and take the mean over examples"
+        )
+    passed("eap_scores")
 
 
 def _ig_reference(grad_fn: Callable[[Tensor], Tensor], clean: Tensor, corrupted: Tensor, m: int) -> Tensor:
@@ -440,6 +489,51 @@ def mdm_loss(fn: Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]) -> Non
                 "normaliser (the number of masked slots in the whole batch)"
             )
     passed("mdm_loss")
+
+
+def decode_step(fn: Callable[[Tensor, Tensor, int, int], Tensor]) -> None:
+    """Check ``fn(logits [B, P, V], x [B, P], mask_id, k) -> [B, P]``: one step of confidence
+    decoding. ``logits`` are the model's on ``x`` (not shifted yet); each row commits its ``k``
+    most confident ``[MASK]`` slots to their argmax token (``[MASK]`` itself excluded), scored by
+    the probability of that token; every other slot keeps its id. Compared with
+    ``confidence_sample`` run one step further."""
+    from ..diffusion import confidence_sample
+
+    model = _small_models()[0]
+    g = torch.Generator().manual_seed(22)
+    ids = torch.randint(0, 30, (3, 10), generator=g)
+    answer_start = torch.tensor([3, 4, 6])
+    with torch.no_grad():
+        favourite = int(model(ids).argmax(-1).flatten().mode().values)    # [MASK] would often win the argmax
+    for mask_id in (favourite, 29):
+        prompts = ids.masked_fill(ids == mask_id, (mask_id + 1) % 30)       # the prompt never holds [MASK]
+        for k in (1, 2):
+            for step in (0, 1):
+                def decode(steps: int) -> Tensor:
+                    return confidence_sample(model, prompts, answer_start, mask_id, tokens_per_step=k, max_steps=steps).ids
+
+                x, expected = decode(step), decode(step + 1)
+                with torch.no_grad():
+                    logits = model(x)
+                got = fn(logits.clone(), x.clone(), mask_id, k)
+                case = f"decode_step (mask_id {mask_id}, k={k}, canvas after {step} step(s))"
+                if not isinstance(got, Tensor) or got.shape != x.shape:
+                    raise AssertionError(f"{case}: expected a [B, P] = {tuple(x.shape)} tensor of ids")
+                changed = got != x
+                if bool((changed & (x != mask_id)).any()):
+                    raise AssertionError(f"{case}: a slot that was not [MASK] changed; commit masked slots only")
+                if bool((got == mask_id).sum(1).ne((x == mask_id).sum(1) - k).any()):
+                    raise AssertionError(f"{case}: each row must commit exactly k={k} masked slots "
+                                         f"(committed {changed.sum(1).tolist()}; take the top k per row, and exclude [MASK] "
+                                         "from the argmax: committing [MASK] commits nothing)")
+                if not torch.equal(got, expected):
+                    b, i = (int(j) for j in torch.nonzero(got != expected)[0])
+                    raise AssertionError(
+                        f"{case}: row {b}, slot {i}: got id {int(got[b, i])}, expected {int(expected[b, i])}. Shift "
+                        "first (slot j is predicted by the logits at j - 1), exclude [MASK] from the argmax, and "
+                        "rank the masked slots by the probability (softmax) of their predicted token"
+                    )
+    passed("decode_step")
 
 
 def anneal_mask(fn: Callable[[float, int, torch.Generator], Tensor]) -> None:
