@@ -49,7 +49,9 @@
 #
 # - compute the edge Jaccard and the top-K component overlap of two score sets, and their chance level;
 # - read the Table-1 analogue against its baselines;
-# - explain why overlap must be shown as a curve over N, not one point;
+# - explain why overlap must be shown as a curve over N, not one point, and read it against its
+#   N-free versions and the split-half noise ceiling of each model;
+# - decide a direction by a paired difference and its control;
 # - measure where in depth attribution lives (the paper's "early-layer processing").
 
 # %% tags=["skip-execution", "remove-cell"]
@@ -65,7 +67,9 @@ import mechshift_lite as ml
 from mechshift_lite import compare, plots, viz, zoo
 from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import ExperimentConfig, task_pairs
-from mechshift_lite.experiment.verdicts import summary, table
+from mechshift_lite.experiment.bootstrap import distinct_resamples
+from mechshift_lite.experiment.statistics import N_SPLITS
+from mechshift_lite.experiment.verdicts import fmt, reliability_table, summary, table
 
 # %%
 # The paper's Table 1 (v1), as a machine-written summary of the paper quotes it, and what each value
@@ -82,23 +86,73 @@ Markdown("| task | pair | Jaccard $J$ (paper) | share of each top-1000 set in th
 # ## Overlap on one pair of circuits
 #
 # Before the statistics, the measurement itself. We attribute the seed-0 ARM and MDM on 32 IOI
-# pairs (EAP-IG, $m = 5$, as in chapter 4), keep each model's top-$N$ edges by $|\text{score}|$,
-# and compare the two sets.
+# pairs (EAP-IG, $m = 5$, as in chapter 4), keep each model's top-$N$ edges by $|\text{score}|$
+# (the same fraction of the graph's edges as the report below), and compare the two sets.
 
 # %%
+cfg = ExperimentConfig()
 tok = zoo.tokenizer()
 arm, mdm = zoo.load("arm", seed=0), zoo.load("mdm", seed=0)
 pairs = task_pairs("ioi", tok, n=32, seed=0)
 
 
 arm_scores, mdm_scores = (ml.attribute(model, ml.ModelInputs.from_pairs(model, pairs, tok), pairs.metric(),
-                                       method="EAP-IG-inputs", ig_steps=5) for model in (arm, mdm))
+                                       method=cfg.method, ig_steps=cfg.ig_steps) for model in (arm, mdm))
 graph = arm.graph
-N = round(0.05 * graph.n_edges)
+N = round(cfg.edge_fraction * graph.n_edges)
 top_arm, top_mdm = compare.top_edges(arm_scores, N), compare.top_edges(mdm_scores, N)
-print(f"graph: {graph.n_edges} edges; top N = {N} (5%)")
+print(f"graph: {graph.n_edges} edges; top N = {N} ({cfg.edge_fraction:.0%})")
 print(f"shared edges: {len(top_arm & top_mdm)}, Jaccard = {compare.jaccard(top_arm, top_mdm):.3f}, "
       f"chance = {compare.chance_jaccard(graph.n_edges, N, N):.3f}")
+
+# %% [markdown]
+# **1. The top-N Jaccard.** *(difficulty ★☆☆, importance ★★★, about 10 minutes)*
+# Write `top_edges_jaccard(a, b, n) -> float`: `a` and `b` are the scores of every edge of one
+# graph (two tensors `[n_edges]`, in the same edge order); rank each by $|\text{score}|$, keep the
+# top `n` edge indices of each, and return $|A \cap B| / |A \cup B|$.
+#
+# ```{dropdown} Hint
+# `torch.topk(a.abs(), n).indices` gives the top-`n` indices; turn them into Python sets.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def top_edges_jaccard(a, b, n):
+    import torch
+
+    top_a = set(torch.topk(a.abs(), n).indices.tolist())
+    top_b = set(torch.topk(b.abs(), n).indices.tolist())
+    return len(top_a & top_b) / len(top_a | top_b)
+
+
+# %%
+checks.top_edges_jaccard(top_edges_jaccard)
+
+# %% [markdown]
+# **2. Chance level.** *(difficulty ★★☆, importance ★★★, about 15 minutes)*
+# Write `chance_jaccard(n_total, a, b) -> float`: the expected Jaccard index of two independent,
+# uniformly random subsets of sizes `a` and `b` of `n_total` items. This is the grey line under
+# every overlap of this chapter.
+#
+# ```{dropdown} Hint
+# The size $k$ of the intersection follows a hypergeometric distribution,
+# $P(k) = \binom{a}{k}\binom{n-a}{b-k} / \binom{n}{b}$; the Jaccard of an outcome is $k / (a + b - k)$.
+# Sum over the possible $k$ (and count two empty sets as Jaccard 1).
+# ```
+
+# %% tags=["hide-input", "solution"]
+def chance_jaccard(n_total, a, b):
+    from math import comb
+
+    expected = 0.0
+    for k in range(max(0, a + b - n_total), min(a, b) + 1):
+        p = comb(a, k) * comb(n_total - a, b - k) / comb(n_total, b)
+        union = a + b - k
+        expected += p * (k / union if union else 1.0)
+    return expected
+
+
+# %%
+checks.chance_jaccard(chance_jaccard)
 
 # %% [markdown]
 # The ten strongest edges of each model (✓: in both top-N sets):
@@ -119,11 +173,37 @@ Markdown("| rank | ARM | MDM |\n|---|---|---|\n" + rows)
 # components of the two models are compared.
 
 # %%
-K = round(0.2 * (graph.n_src - 1))
+n_components = graph.n_src - 1
+K = round(cfg.component_fraction * n_components)
 overlap = compare.component_overlap(arm_scores, mdm_scores, N, K)
 print("ARM top components:", compare.top_components(arm_scores, N, K))
 print("MDM top components:", compare.top_components(mdm_scores, N, K))
-print(f"K = {K}: shared fraction {overlap.shared_fraction:.2f}, Jaccard {overlap.jaccard:.2f}, chance {K / (graph.n_src - 1):.2f}")
+print(f"K = {K}: shared fraction {overlap.shared_fraction:.2f}, Jaccard {overlap.jaccard:.2f}, chance {K / n_components:.2f}")
+
+# %% [markdown]
+# **3. Component scores.** *(difficulty ★★☆, importance ★★☆, about 15 minutes)*
+# Write `component_scores(edges) -> dict`, where `edges` maps the names of the top-N edges (such
+# as `"a0.h1->a1.h0<k>"`) to their scores. A head's `<q>`, `<k>` and `<v>` inputs all belong to
+# the head; `input` and `logits` are not components; use absolute values.
+#
+# ```{dropdown} Hint
+# Split each name at `"->"`; the destination's head is the part before `"<"`. Add $|\text{score}|$
+# to both ends of the edge.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def component_scores(edges):
+    totals = {}
+    for edge, score in edges.items():
+        source, destination = edge.split("->")
+        for node in (source, destination.split("<")[0]):
+            if node not in ("input", "logits"):
+                totals[node] = totals.get(node, 0.0) + abs(score)
+    return totals
+
+
+# %%
+checks.component_scores(component_scores)
 
 # %% [markdown]
 # In Jupyter or Colab, this explorer moves $N$ and swaps the models compared, including the
@@ -135,58 +215,81 @@ from mechshift_lite.teaching import explorers
 
 control = zoo.load("arm-continued", seed=0)
 control_scores = ml.attribute(control, ml.ModelInputs.from_pairs(control, pairs, tok), pairs.metric(),
-                              method="EAP-IG-inputs", ig_steps=5)
+                              method=cfg.method, ig_steps=cfg.ig_steps)
 explorers.overlap_explorer({"ARM": arm_scores, "MDM": mdm_scores, "ARM-continued": control_scores})
 
 # %% [markdown]
-# ```{admonition} Definitions (quoted from `mechshift_lite.compare`)
-# :class: note
-# - **Top-N edges**: the $N$ edges with the largest $|\text{score}|$, *before* pruning (the paper's
-#   "top 1000 edges"). The paper keeps 1000 of roughly $10^6$ edges of a 7B model (0.1%); our
-#   4-layer toy has 479 edges, so we keep a fraction (5%, $N = 24$) large enough to be non-trivial
-#   and show the whole curve over $N$ below.
-# - **Edge overlap**: the Jaccard index $|A \cap B| / |A \cup B|$ of the two top-N sets.
-# - **Chance**: the expected Jaccard of two uniformly random edge sets of the same sizes (exact,
-#   from the hypergeometric distribution of the intersection).
-# - **Component score** (the paper's definition, with absolute values):
-#   $s(v) = \sum |\text{score}(u \to v)| + \sum |\text{score}(v \to w)|$ over the top-N edges at $v$.
-#   `input` and `logits` are not components. **Top-K overlap**: $|A \cap B| / K$, with $K$ = 20% of
-#   the 20 heads and MLPs ($K = 4$); chance is $K / 20$.
-# - **Early-layer fraction**: the share of $|\text{score}|$ mass on edges whose source is the input
-#   or a node in the first $\lceil L/3 \rceil$ layers.
-# ```
-#
 # ## The experiment
 #
 # One pair of circuits from one seed on 32 examples is an anecdote. The report
-# (`ml.report()`, or `mechshift-lite report --out results/` on the command line) does it properly:
-#
-# 1. draw 96 held-out problems per task and keep the **common-correct pool**: the problems that
-#    *every* model (ARM, MDM, ARM-continued, all seeds) answers correctly, so that all circuits
-#    explain the same, successful behaviour;
-# 2. attribute every model on the pool in 8 fixed blocks of examples;
-# 3. compute each statistic per seed and average over seeds; the 95% interval comes from a
-#    hierarchical bootstrap that resamples seeds, then blocks of examples within them.
-#
+# (`ml.report()`, or `mechshift-lite report --out results/` on the command line) does it properly.
 # The first call computes everything (a few minutes on two cores) and caches it under a key made
 # of the zoo's checksums, the code and the configuration; the next chapters reuse the cache.
 
 # %%
 result = ml.report(progress=False)
-cfg = ExperimentConfig()
-print(f"seeds: {result['seeds']}; edges in the graph: {result['graph']['n_edges']}")
-Markdown("| task | drawn | common-correct | accuracy of each model on the drawn problems |\n|---|---|---|---|\n" + "\n".join(
-    f"| {task} | {t['pool']['n_drawn']} | {t['pool']['n_common_correct']} | "
-    + ", ".join(f"{key} {acc:.0%}" for key, acc in t["pool"]["accuracy"].items()) + " |"
-    for task, t in result["tasks"].items()))
+seeds = result["seeds"]
+Markdown(f"1. draw {cfg.n_problems} held-out problems per task and keep the **common-correct pool**: the problems that "
+         f"*every* model (ARM, MDM, ARM-continued, all {len(seeds)} seeds) answers correctly, so that all circuits "
+         f"explain the same, successful behaviour;\n"
+         f"2. attribute every model on the pool in {cfg.n_chunks} fixed blocks of examples;\n"
+         f"3. compute each statistic per seed and average over seeds; the 95% interval comes from a "
+         f"hierarchical bootstrap ({result['n_boot']} replicates) that resamples seeds, then blocks of examples within them.\n\n"
+         "| task | drawn | common-correct | accuracy of each model on the drawn problems |\n|---|---|---|---|\n" + "\n".join(
+             f"| {task} | {t['pool']['n_drawn']} | {t['pool']['n_common_correct']} | "
+             + ", ".join(f"{key} {acc:.0%}" for key, acc in t["pool"]["accuracy"].items()) + " |"
+             for task, t in result["tasks"].items()))
 
 # %% [markdown]
 # The accuracies here are of the decision the attribution explains: the *first* answer token at
 # the readout. Every model gets most IOI answers and a majority of Countdown first tokens right,
-# but the nine models agree on fewer Countdown problems, so that pool is smaller. A right first
+# but the models agree on fewer Countdown problems, so that pool is smaller. A right first
 # token is not a solved problem: end to end, the MDMs solve far fewer Countdown problems than the
 # ARMs (chapter 3).
 #
+# Every measure of the rest of the chapter, defined once (the numbers are the code's, filled in
+# when the page is built):
+
+# %%
+L = graph.n_layers
+early_cutoff = compare.early_cutoff(L)
+assert result["graph"]["n_edges"] == graph.n_edges and result["tasks"]["ioi"]["overlap"]["n_edges"] == N
+assert result["tasks"]["ioi"]["overlap"]["k_components"] == K
+assert result["tasks"]["ioi"]["reliability"]["n_splits"] == N_SPLITS
+Markdown(f"""```{{admonition}} Definitions (quoted from `mechshift_lite.compare` and `mechshift_lite.experiment`)
+:class: note
+- **Top-N edges**: the $N$ edges with the largest $|\\text{{score}}|$, *before* pruning (the paper's
+  "top 1000 edges"). The paper keeps 1000 of roughly $10^6$ edges of a 7B model (0.1%); our
+  {L}-layer toy has {graph.n_edges} edges, so we keep a fraction ({cfg.edge_fraction:.0%}, $N = {N}$) large enough to be
+  non-trivial, and show the whole curve over $N$.
+- **Edge overlap** (top-N Jaccard): $|A \\cap B| / |A \\cup B|$ of the two top-N sets. **Chance**: the
+  expected Jaccard of two uniformly random edge sets of the same sizes (exact, hypergeometric).
+- **N-free agreements**, over all {graph.n_edges} edges: the **weighted Jaccard**
+  $\\sum_e \\min(a_e, b_e) / \\sum_e \\max(a_e, b_e)$ of the $|\\text{{score}}|$ of each model, each normalised to
+  sum 1, and the **edge Spearman**, the rank correlation of the two $|\\text{{score}}|$ vectors.
+- **Component score**: $s(v) = \\sum |\\text{{score}}(u \\to v)| + \\sum |\\text{{score}}(v \\to w)|$ over the top-N
+  edges at $v$ (the paper's definition); its **signed** variant $s_\\pm(v)$ sums the scores themselves.
+  `input` and `logits` are not components. **Top-K overlap**: $|A \\cap B| / K$ with $K$ =
+  {cfg.component_fraction:.0%} of the {n_components} heads and MLPs ($K = {K}$); chance is $K / {n_components}$.
+- **Split-half ceiling** of one model: split its {cfg.n_chunks} blocks of examples at random into two halves of
+  {cfg.n_chunks // 2}, and measure how well the two halves agree, with the same measure as the overlap it bounds
+  (mean over {N_SPLITS} random splits, then over seeds). No two models can be expected to agree more than one
+  model agrees with itself on other examples.
+- **Paired difference**: a difference of two statistics computed per seed *on the same resampled
+  blocks* (e.g. (ARM-ARMc overlap) - (ARM-MDM overlap)), so that what the two terms share cancels in
+  every bootstrap replicate. With {len(seeds)} seeds there are only {distinct_resamples(len(seeds))} distinct
+  resamples of the seeds, so the intervals are coarse.
+- **Mean depth**: the $|\\text{{score}}|$-weighted mean normalised depth of the edges; a source in layer
+  $l$ has depth $(l+1)/{L}$ (`input` 0), a destination in layer $l$ depth $l/{L}$ (`logits` 1), an
+  edge the midpoint of the two. Lower is more front-loaded.
+- **Early share**: the share of $|\\text{{score}}|$ on *early* edges, whose source is `input` or a node of the
+  first {early_cutoff} layer(s) (`compare.early_cutoff`: the first quarter, at least layer 0); its chance level
+  is the share of edges that are early.
+- **Early-layer fraction** (the older measure of the first verdict): the same share with the first
+  {compare.early_layers(L)} layers counted as early (`compare.early_layers`: $\\lceil L/3 \\rceil$).
+```""")
+
+# %% [markdown]
 # ## The Table-1 analogue
 
 # %%
@@ -206,7 +309,50 @@ plots.overlap_bars(result, "component");
 # circuit, no more different than another seed's"; one below the ARM-continued bar says
 # post-training *as a diffusion model* changed more than training as such.
 #
-# ## Overlap depends on N
+# ## Against the noise ceiling, with and without N
+#
+# Each overlap again, with the two N-free agreements, beside the split-half ceiling of each model
+# and the paired difference (ARM-ARMc) - (ARM-MDM): how much more the ARM keeps under further
+# autoregressive training than under diffusion post-training.
+
+# %%
+print(reliability_table(result))
+
+# %%
+def against_ceiling(task):
+    t = result["tasks"][task]
+    ceiling = max(t["reliability"][f"ceiling_edge_{kind}"]["mean"] for kind in ("arm", "mdm"))
+    return (f"**{plots.TASK_TITLES[task]}**: the ARM-MDM top-{N} Jaccard {fmt(t['overlap']['edge_arm_mdm'])} is "
+            f"{t['overlap']['edge_arm_mdm']['mean'] / ceiling:.0%} of the larger of the ARM's and the MDM's split-half "
+            f"ceilings ({ceiling:.3f}); the ARM-ARMc Jaccard {fmt(t['overlap']['edge_arm_armc'])} is "
+            f"{t['overlap']['edge_arm_armc']['mean'] / ceiling:.0%} of it.")
+
+
+Markdown("\n\n".join(against_ceiling(task) for task in result["tasks"]))
+
+# %% [markdown]
+# The same paired differences as a figure, with the depth differences of the next section: a
+# point whose interval crosses the dashed zero line is not separable from no difference.
+
+# %%
+plots.paired_differences(result);
+
+# %% [markdown]
+# The paper's first direction compares the *tasks*: the ARM-MDM overlap should be higher on IOI
+# than on Countdown. The same seeds' models run both tasks, so the difference is paired over seeds,
+# with each task's examples resampled independently. The control is the same difference for the
+# ARM-ARMc overlap; the last column is the shift (ARM-ARMc minus ARM-MDM) of Countdown minus IOI.
+
+# %%
+between = result["between_tasks"]
+Markdown("| measure | ARM-MDM, IOI - Countdown | ARM-ARMc, IOI - Countdown | shift, Countdown - IOI |\n|---|---|---|---|\n"
+         + "\n".join(f"| {label} | {fmt(between[f'{m}_arm_mdm_ioi_minus_countdown'])} | "
+                     f"{fmt(between[f'{m}_arm_armc_ioi_minus_countdown'])} | {fmt(between[f'{m}_shift_countdown_minus_ioi'])} |"
+                     for m, label in (("edge", f"top-{N} Jaccard"), ("weighted", "weighted Jaccard"), ("spearman", "Spearman")))
+         + f"\n\n({between['n_seed_resamples']} distinct seed resamples.)")
+
+# %% [markdown]
+# ## Overlap depends on N, and on K
 #
 # The paper reports one $N$. On a small graph the choice matters a lot: with $N$ close to the
 # number of edges every pair of circuits overlaps completely, and with very small $N$ one swapped
@@ -216,23 +362,39 @@ plots.overlap_bars(result, "component");
 plots.overlap_curve(result);
 
 # %% [markdown]
+# The same holds for the components: the top-K overlap over K, ranking components by $s(v)$
+# (solid) and by the signed $s_\pm(v)$ (dotted). Chance rises with K, to 1 when every component is kept.
+
+# %%
+plots.component_curve(result);
+
+# %%
+Markdown(f"| task | pair | top-{K} overlap, $s(v)$ | top-{K} overlap, signed $s_\\pm(v)$ | chance |\n|---|---|---|---|---|\n"
+         + "\n".join(f"| {task} | {label} | {fmt(o[f'component_{key}'])} | {fmt(o[f'component_signed_{key}'])} | {o['chance_component']:.2f} |"
+                     for task, o in ((task, t["overlap"]) for task, t in result["tasks"].items())
+                     for key, label in (("arm_mdm", "ARM-MDM"), ("arm_armc", "ARM-ARMc"), ("arm_arm", "ARM-ARM'"))))
+
+# %% [markdown]
 # ## Where in depth attribution lives
 #
 # The paper's second observation is that the MDM "front-loads" Countdown: more of its
-# attribution sits in early layers. We measure the share of $|\text{score}|$ mass by the layer of
-# each edge's source node, and summarise it as the early-layer fraction. The paper does not say
-# where "early" ends; here is what the code counts, quoted from it when the page is built:
+# attribution sits in early layers. The paper does not say where "early" ends, so we show the
+# whole profile: the share of $|\text{score}|$ mass by the layer of each edge's source (top row,
+# `input` its own bucket) and of its destination (bottom row, `logits` its own bucket), then
+# summarise it by the mean depth, which needs no cut-off.
 
 # %%
-L = graph.n_layers
-Markdown(f"> `compare.early_layers`: {compare.early_layers.__doc__.strip()}\n>\n"
-         f"> `compare.early_fraction`: {compare.early_fraction.__doc__.strip()}\n\n"
-         f"With our {L} layers, {compare.early_layers(L)} layers are early, so the early-layer fraction is the share of "
-         f"$|\\text{{score}}|$ on edges from `input` and from layers 0 to {compare.early_layers(L) - 1} "
-         f"(the first {1 + compare.early_layers(L)} groups of bars in the layer distribution below).")
+plots.depth_profiles(result);
 
 # %%
-plots.layer_distribution(result);
+kinds = (("arm", "ARM"), ("mdm", "MDM"), ("arm-continued", "ARMc"))
+Markdown("| task | model | mean edge depth | mean source depth | mean destination depth | early share (chance) |\n|---|---|---|---|---|---|\n"
+         + "\n".join(f"| {task} | {label} | {fmt(d[f'depth_edge_{kind}'])} | {fmt(d[f'depth_{kind}'])} | {fmt(d[f'depth_dst_{kind}'])} | "
+                     f"{fmt(d[f'early_share_{kind}'])} ({d['early_share_chance']:.3f}) |"
+                     for task, d in ((task, t["depth"]) for task, t in result["tasks"].items()) for kind, label in kinds))
+
+# %% [markdown]
+# The older summary, the early-layer fraction, per model:
 
 # %%
 plots.early_fraction(result);
@@ -242,75 +404,52 @@ plots.early_fraction(result);
 #
 # The report checks the paper's three directions and prints the numbers that decide each one.
 # Whatever the answer, it is shown: a miniature that disagrees with the paper is a result too
-# (the cautions at the end of this chapter say what could explain a disagreement).
+# (the cautions at the end of this chapter say what could explain a disagreement). Each direction
+# is decided by one rule, on a paired difference and its ARM-continued control:
+
+# %%
+Markdown(f"> A direction **{result['verdict_paired_rule']}**.\n\n"
+         "| the paper's direction | holds here? | evidence (mean [95% CI], paired) |\n|---|---|---|\n" + "\n".join(
+             f"| {v['claim']} | {'yes' if v['holds'] else '**no**'} | {v['evidence']} |" for v in result["verdict_paired"]))
+
+# %% [markdown]
+# The older reading compared point estimates and separate intervals, without the control
+# (`experiment.verdicts.verdict`, kept so the two can be compared):
 
 # %%
 Markdown("| the paper's direction | holds here? | evidence (mean [95% CI]) |\n|---|---|---|\n" + "\n".join(
     f"| {v['claim']} | {'yes' if v['holds'] else '**no**'} | {v['evidence']} |" for v in result["verdict"]))
 
 # %% [markdown]
-# The same numbers in sentences (`experiment.verdicts.summary`). Two statistics are called "above" or
-# "below" each other only when their 95% intervals do not overlap.
+# The overlaps in sentences (`experiment.verdicts.summary`). Two statistics are called "above" or
+# "below" each other there only when their 95% intervals do not overlap; a paired difference
+# above decides more sharply, because what its two terms share cancels.
 
 # %%
 Markdown(summary(result))
 
 # %% [markdown]
-# Three cautions when reading these numbers. First, the toy has 4 layers and 479 edges, so
-# "early" is a coarse bucket and $N = 24$ edges is a small set. Second, the MDMs here solve few
-# Countdown problems end to end, while the pool only asks for the first answer token: the circuits
-# explain that first decision, not the whole plan, and an MDM that has not learnt to plan may not
-# show the rewiring the paper describes. Third, every interval is over three seeds: it shows how
-# much the numbers move between training runs, and it is wide for exactly that reason.
-#
+# Three cautions when reading these numbers.
+
+# %%
+Markdown(f"First, the toy has {L} layers and {graph.n_edges} edges, so \"early\" is a coarse bucket and $N = {N}$ "
+         "edges is a small set. Second, the MDMs here solve few Countdown problems end to end, while the pool only "
+         "asks for the first answer token: the circuits explain that first decision, not the whole plan, and an MDM "
+         "that has not learnt to plan may not show the rewiring the paper describes. Third, every interval is over "
+         f"{len(seeds)} seeds ({distinct_resamples(len(seeds))} distinct resamples of them): it shows how much the numbers "
+         "move between training runs, and it is wide for exactly that reason.")
+
+# %% [markdown]
 # ## Exercises
 #
-# **1. Chance level.** Write `chance_jaccard(n_total, a, b) -> float`: the expected Jaccard index
-# of two independent, uniformly random subsets of sizes `a` and `b` of `n_total` items. (The size
-# of their intersection follows a hypergeometric distribution.)
-
-# %% tags=["hide-input", "solution"]
-def chance_jaccard(n_total, a, b):
-    from math import comb
-
-    expected = 0.0
-    for k in range(max(0, a + b - n_total), min(a, b) + 1):
-        p = comb(a, k) * comb(n_total - a, b - k) / comb(n_total, b)
-        union = a + b - k
-        expected += p * (k / union if union else 1.0)
-    return expected
-
-
-# %%
-checks.chance_jaccard(chance_jaccard)
-
-# %% [markdown]
-# **2. Component scores.** Write `component_scores(edges) -> dict`, where `edges` maps the names
-# of the top-N edges (such as `"a0.h1->a1.h0<k>"`) to their scores. A head's `<q>`, `<k>` and `<v>`
-# inputs all belong to the head; `input` and `logits` are not components; use absolute values.
-
-# %% tags=["hide-input", "solution"]
-def component_scores(edges):
-    totals = {}
-    for edge, score in edges.items():
-        source, destination = edge.split("->")
-        for node in (source, destination.split("<")[0]):
-            if node not in ("input", "logits"):
-                totals[node] = totals.get(node, 0.0) + abs(score)
-    return totals
-
-
-# %%
-checks.component_scores(component_scores)
-
-# %% [markdown]
-# **3. (Open.) Choose N by faithfulness.** Instead of a fixed fraction, pick for each model the
-# smallest $N$ whose circuit reaches 80% faithfulness (chapter 5, `ml.faithfulness_curve`), then
-# compare the circuits at those sizes. Do the ARM and the MDM need the same $N$ on each task?
-# How does that change the Table-1 analogue?
+# **4. (Open.) Choose N by faithfulness.** *(difficulty ★★★, importance ★★☆, about 45 minutes)*
+# Instead of a fixed fraction, pick for each model the smallest $N$ whose circuit reaches 80%
+# faithfulness (chapter 5, `ml.faithfulness_curve`), then compare the circuits at those sizes.
+# Do the ARM and the MDM need the same $N$ on each task? How does that change the Table-1 analogue?
 #
-# **4. (Open.)** The seed baseline compares two ARMs. Which other pair would make a fair
-# baseline for the ARM–MDM overlap on Countdown, given that the MDM solves fewer problems?
+# **5. (Open.) A fair baseline.** *(difficulty ★★☆, importance ★★☆, about 15 minutes)*
+# The seed baseline compares two ARMs. Which other pair would make a fair baseline for the
+# ARM–MDM overlap on Countdown, given that the MDM solves fewer problems?
 
 # %%
 Markdown(viz.versions_footer())

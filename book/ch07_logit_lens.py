@@ -42,6 +42,7 @@ import mechshift_lite as ml
 from mechshift_lite import lens, plots, viz, zoo
 from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import task_pairs
+from mechshift_lite.experiment.verdicts import fmt
 from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
 
 # %% [markdown]
@@ -74,6 +75,31 @@ for (name, task), reading in lenses.items():
     rebuilt = reading.logits.sum(0) + reading.constant
     print(f"{name} {TASK_NAMES[task]:9s}: max |sum of component logits + constant - model logits| = "
           f"{(rebuilt - reading.model_logits).abs().max():.1e}")
+
+# %% [markdown]
+# **1. The frozen-scale projection.** *(difficulty ★★☆, importance ★★★, about 15 minutes)*
+# Write `lens_projection(o, r, w, W_U, eps) -> Tensor` for a
+# LayerNorm model: `o` and `r` are `[batch, d_model]` (a component's output and the full residual
+# stream), `w` is the norm's weight `[d_model]`, `W_U` the unembedding `[d_model, vocab]`. Centre
+# `o`, divide by the standard deviation of `r` (population variance plus `eps`), scale by `w`,
+# and project. The check verifies that the projections of the parts of `r` add up to the model's
+# own logits.
+#
+# ```{dropdown} Hint
+# `r.var(-1, unbiased=False, keepdim=True)` is the population variance; `torch.rsqrt` of it plus
+# `eps` is $1/\text{std}(r)$. Centre `o` with its *own* mean, scale with `r`'s standard deviation.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def lens_projection(o, r, w, W_U, eps):
+    centred = o - o.mean(-1, keepdim=True)
+    scale = torch.rsqrt(r.var(-1, unbiased=False, keepdim=True) + eps)
+    return (centred * scale * w) @ W_U
+
+
+# %%
+checks.lens_projection(lens_projection)
+
 
 # %% [markdown]
 # ## What single components say
@@ -157,31 +183,70 @@ Markdown("| task | statistic | ARM | MDM |\n|---|---|---|---|\n" + "\n".join(
 # A difference between ARM and MDM supports the paper's picture only if it holds on both tasks and
 # across seeds; the verdict table in chapter 6 states whether it does.
 #
-# ## Exercises
+# ## Flatness at matched scale
 #
-# **1. The frozen-scale projection.** Write `lens_projection(o, r, w, W_U, eps) -> Tensor` for a
-# LayerNorm model: `o` and `r` are `[batch, d_model]` (a component's output and the full residual
-# stream), `w` is the norm's weight `[d_model]`, `W_U` the unembedding `[d_model, vocab]`. Centre
-# `o`, divide by the standard deviation of `r` (population variance plus `eps`), scale by `w`,
-# and project. The check verifies that the projections of the parts of `r` add up to the model's
-# own logits.
-
-# %% tags=["hide-input", "solution"]
-def lens_projection(o, r, w, W_U, eps):
-    centred = o - o.mean(-1, keepdim=True)
-    scale = torch.rsqrt(r.var(-1, unbiased=False, keepdim=True) + eps)
-    return (centred * scale * w) @ W_U
-
+# The lens entropy above mixes two things with flatness. A component with a *small* output has
+# small logits and so a flat softmax, whatever it points at; and over the whole vocabulary, words
+# the task never answers count as much as its answers. The report therefore also measures it at
+# matched scale:
+#
+# :::{admonition} Definitions (quoted from `mechshift_lite.lens`)
+# :class: note
+# - **Answer vocabulary**: every token that is a clean answer or a distractor somewhere in the pool.
+# - **Entropy over the answer vocabulary**: the entropy of the softmax of a component's logits
+#   restricted to the answer vocabulary.
+# - **At matched scale**: the same, after rescaling the component's output to the norm of the
+#   residual stream it is read from ($o \cdot |c(r)| / |c(o)|$, $c$ the norm's centring), so that
+#   a small output no longer reads flat.
+# - **Residual-stream logit lens**: the final norm and unembedding applied to the residual stream
+#   itself after the embedding and after each layer: what the model would answer if it stopped there.
+# :::
+#
+# Each entropy is the mean over the model's top-K components (by attribution) and over the pool's
+# examples; the differences MDM - ARM and ARMc - ARM are paired (same examples), with intervals over
+# seeds and examples.
 
 # %%
-checks.lens_projection(lens_projection)
+lens_of = {task: result["tasks"][task]["lens"] for task in TASK_NAMES}
+vocabulary_sizes = ", ".join(f"{TASK_NAMES[task]} {lens_of[task]['answer_vocabulary_size']} tokens" for task in TASK_NAMES)
+Markdown(f"Answer vocabulary: {vocabulary_sizes}.\n\n"
+         "| task | entropy of top-K | ARM | MDM | ARM-continued | MDM - ARM (paired) | ARMc - ARM (paired) |\n|---|---|---|---|---|---|---|\n"
+         + "\n".join(f"| {TASK_NAMES[task]} | {label} | " + " | ".join(fmt(lens_of[task][f"entropy_top_{key}_{kind}"])
+                                                               for kind in ("arm", "mdm", "arm-continued", "mdm_minus_arm", "armc_minus_arm")) + " |"
+                      for task in TASK_NAMES for key, label in (("vocab", "answer vocabulary"), ("matched", "answer vocabulary, matched scale"))))
 
 # %% [markdown]
-# **2. (Open.) The other choice.** Pass each component's output through a LayerNorm of its own
+# ## The residual stream, layer by layer
+#
+# Direct logit attribution splits the final answer among components. The logit lens proper asks
+# a different question: after how many layers is the answer already there? We read the residual
+# stream after the embedding and after each layer through the final norm and the unembedding.
+
+# %%
+plots.residual_lens(result);
+
+# %%
+def answer_top_row(task, kind, label):
+    reading = lens_of[task][f"residual_{kind}"]
+    return f"| {TASK_NAMES[task]} | {label} | " + " | ".join(f"{share:.0%}" for share in reading["answer_top"]) + " |"
+
+
+labels = lens_of["ioi"]["residual_arm"]["labels"]
+Markdown("Share of examples whose top token is the answer, when the model stops after:\n\n"
+         f"| task | model | {' | '.join(labels)} |\n|---|---|" + "---|" * len(labels) + "\n"
+         + "\n".join(answer_top_row(task, kind, label) for task in TASK_NAMES
+                      for kind, label in (("arm", "ARM"), ("mdm", "MDM"), ("arm-continued", "ARM-continued"))))
+
+# %% [markdown]
+# ## Exercises
+#
+# **2. (Open.) The other choice.** *(difficulty ★★☆, importance ★★☆, about 30 minutes)*
+# Pass each component's output through a LayerNorm of its own
 # instead, recompute the winners for the ARM and the MDM, and compare. Which components change
 # rank the most, and why are they the ones with small outputs?
 #
-# **3. (Open.)** The winner looks at one component at a time. Two heads that each add half of the
+# **3. (Open.) Components needed.** *(difficulty ★★★, importance ★★☆, about 30 minutes)*
+# The winner looks at one component at a time. Two heads that each add half of the
 # answer never win. Define a statistic that counts how many components are needed to reach 50% of
 # the total logit difference, and compare ARM and MDM with it.
 

@@ -22,7 +22,8 @@
 # - read the hidden activations of an MLP on task prompts;
 # - group positions into token categories and compute a neuron's category profile;
 # - compute selectivity (which categories a neuron fires for) and breadth (how often it fires);
-# - compare the ARM's and the MDM's early-layer neurons with the report's statistics.
+# - compare the ARM's and the MDM's early-layer neurons with the report's statistics, neuron by
+#   neuron against the ARM-continued control.
 
 # %% tags=["skip-execution", "remove-cell"]
 # Colab / fresh environments: install the companion package pinned to this book release.
@@ -40,7 +41,7 @@ from mechshift_lite import neurons, plots, viz, zoo
 from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import task_pairs
 from mechshift_lite.experiment.analyses import CATEGORIES, pooled_neuron_activations
-from mechshift_lite.experiment.verdicts import versus
+from mechshift_lite.experiment.verdicts import fmt, shift_holds, versus
 from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
 
 # %% [markdown]
@@ -103,6 +104,31 @@ explorers.neuron_explorer(models, pairs["countdown"], tok)
 # - **Breadth**, in $[0, 1]$: the fraction of real positions where the neuron exceeds half of its
 #   maximum over the dataset. Low = fires on few tokens.
 # ```
+#
+# **1. Selectivity.** *(difficulty ★★☆, importance ★★★, about 15 minutes)*
+# Write `selectivity(profile) -> Tensor`: `profile` is `[categories, neurons]`;
+# keep its positive part, normalise each neuron's column to sum to 1, and return
+# $1 - H(p) / \log C$ per neuron, with NaN for neurons whose positive part is all zero.
+#
+# ```{dropdown} Hint
+# `profile.clamp(min=0)` keeps the positive part; divide by its column sums. Use $0 \log 0 = 0$
+# (clamp $p$ away from zero inside the log only) and `torch.where` to put NaN where a column sums to 0.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def selectivity(profile):
+    import math
+
+    positive = profile.clamp(min=0)
+    total = positive.sum(0)
+    p = positive / total
+    entropy = -(p * p.clamp(min=1e-12).log()).sum(0)
+    out = 1 - entropy / math.log(profile.shape[0])
+    return torch.where(total > 0, out, torch.full_like(out, float("nan")))
+
+
+# %%
+checks.selectivity(selectivity)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
@@ -155,33 +181,50 @@ Markdown(f"Here the MDM's median selectivity is **{versus(n['selectivity_mdm'], 
 # mix the two tasks' prompts: a neuron that fires on every digit is "selective" by category even if
 # it is broad within Countdown.
 #
-# ## Exercises
+# ## Neuron by neuron, paired
 #
-# **1. Selectivity.** Write `selectivity(profile) -> Tensor`: `profile` is `[categories, neurons]`;
-# keep its positive part, normalise each neuron's column to sum to 1, and return
-# $1 - H(p) / \log C$ per neuron, with NaN for neurons whose positive part is all zero.
-
-# %% tags=["hide-input", "solution"]
-def selectivity(profile):
-    import math
-
-    positive = profile.clamp(min=0)
-    total = positive.sum(0)
-    p = positive / total
-    entropy = -(p * p.clamp(min=1e-12).log()).sum(0)
-    out = 1 - entropy / math.log(profile.shape[0])
-    return torch.where(total > 0, out, torch.full_like(out, float("nan")))
-
+# Two medians of different populations compare the layers as wholes. But the MDM is post-trained
+# *from* the ARM, so neuron $i$ of the MDM started as neuron $i$ of the ARM: we can take, for every
+# neuron, the difference MDM - ARM of its selectivity and of its breadth on the same positions,
+# and report the median difference (`neurons.paired_medians`). The ARM-continued control gets the
+# same treatment (ARMc - ARM). Besides all neurons, the report takes the most active ones, chosen
+# *symmetrically* (`neurons.symmetric_top_neurons`: the largest mean of the two models' activation
+# variances), so that the choice favours neither model. Here the bootstrap resamples the seeds,
+# then, within each seed drawn, the *examples* (each prompt with all its positions), and recomputes
+# the profiles on the resampled prompts: the interval is over seeds and examples.
 
 # %%
-checks.selectivity(selectivity)
+def paired_row(label, key):
+    return f"| {label} | " + " | ".join(fmt(n[f"paired_{key}_{other}_minus_arm{suffix}"])
+                                         for suffix in ("", "_top") for other in ("mdm", "armc")) + " |"
+
+
+Markdown(f"| median per-neuron difference (MLP {n['layer']}) | MDM - ARM, all | ARMc - ARM, all | "
+         f"MDM - ARM, top {n['n_top_neurons']} | ARMc - ARM, top {n['n_top_neurons']} |\n|---|---|---|---|---|\n"
+         + paired_row("selectivity", "selectivity") + "\n" + paired_row("breadth", "breadth"))
+
+# %%
+def paired_reading(key, sign, suffix=""):
+    difference, control = n[f"paired_{key}_mdm_minus_arm{suffix}"], n[f"paired_{key}_armc_minus_arm{suffix}"]
+    return "holds" if shift_holds(difference, control, sign) else "does not hold"
+
+
+Markdown("The paper's picture, read by the rule of chapter 6 (the paired interval excludes zero on the claimed side, "
+         "the ARM-continued control's does not): a *lower* selectivity of the MDM "
+         f"{paired_reading('selectivity', -1)} over all neurons and {paired_reading('selectivity', -1, '_top')} over the top "
+         f"{n['n_top_neurons']}; a *higher* breadth {paired_reading('breadth', +1)} over all neurons and "
+         f"{paired_reading('breadth', +1, '_top')} over the top {n['n_top_neurons']}.")
 
 # %% [markdown]
-# **2. (Open.)** Repeat the statistics on the last MLP layer instead of the first. Is the
+# ## Exercises
+#
+# **2. (Open.) The last layer.** *(difficulty ★★☆, importance ★★☆, about 20 minutes)*
+# Repeat the statistics on the last MLP layer instead of the first. Is the
 # difference between ARM and MDM larger early or late, as the paper's "early-layer processing"
 # would predict?
 #
-# **3. (Open.)** Our categories are coarse. Split "digit" into the numbers of the prompt and the
+# **3. (Open.) Finer categories.** *(difficulty ★★★, importance ★☆☆, about 40 minutes)*
+# Our categories are coarse. Split "digit" into the numbers of the prompt and the
 # target, and find neurons of the MDM that distinguish them. Does the ARM have them too?
 
 # %%

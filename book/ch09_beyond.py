@@ -44,7 +44,7 @@ import mechshift_lite as ml
 from mechshift_lite import ablation, plots, viz, zoo
 from mechshift_lite.teaching import checks
 from mechshift_lite.experiment import task_pairs
-from mechshift_lite.experiment.verdicts import versus
+from mechshift_lite.experiment.verdicts import fmt, versus
 from mechshift_lite.viz import MDM_COLOR
 
 result = ml.report(progress=False)
@@ -87,6 +87,34 @@ Markdown("| task | step | top-K component overlap with step 0 | edge Jaccard wit
     for k, c, e in zip(*(result["tasks"][task]["diffusion_steps"][key] for key in ("steps", "component_overlap", "edge_overlap")))))
 
 # %% [markdown]
+# Copying the clean run's commits into the corrupted canvas keeps the two canvases alike, but it is
+# not what the model would do: run on the corrupted prompt, the MDM would commit *its own* tokens.
+# The report repeats the attribution with the corrupted canvas holding the model's own commits, and
+# measures what the canvases hold (`experiment.analyses.commit_analysis`): the share of committed
+# answer slots that are `[PAD]`, and the metric (logit difference, answer - distractor) on the clean
+# canvas and on each corrupted one.
+
+# %%
+def commits_table(task):
+    own, c = result["tasks"][task]["diffusion_steps_own"], result["tasks"][task]["diffusion_commits"]
+    return "\n".join(f"| {TASK_NAMES[task]} | {k} | {fmt(comp)} | {pad:.0%} | {clean:.2f} | {copied:.2f} | {mine:.2f} |"
+                     for k, comp, pad, clean, copied, mine in zip(c["steps"], own["component_overlap"], c["pad_share"], c["metric_clean"],
+                                                                   c["metric_corrupted_clean"], c["metric_corrupted_own"]))
+
+
+Markdown("| task | step | top-K overlap with step 0, own commits | committed slots that are `[PAD]` | metric, clean | "
+         "metric, corrupted with the clean commits | metric, corrupted with its own commits |\n|---|---|---|---|---|---|---|\n"
+         + "\n".join(commits_table(task) for task in TASK_NAMES) + "\n\n"
+         + " ".join(f"In free confidence decoding the {TASK_NAMES[task]} MDM commits the explained (first answer) slot at step "
+                    f"{c['explained_commit_step']['mean']:.1f} on average (median {c['explained_commit_step']['median']:.0f})."
+                    for task in TASK_NAMES for c in [result["tasks"][task]["diffusion_commits"]]))
+
+# %% [markdown]
+# Read the step axis with the `[PAD]` column: the early steps mostly reveal padding, so "step 4"
+# is hardly a different diffusion state. And a step later than the one at which the model would
+# commit the explained slot asks about a canvas its own decoding never shows with that slot masked.
+
+# %% [markdown]
 # ## 2. Ablating the early components
 #
 # For each model we take its three highest-scoring components (chapter 6's component score) in
@@ -115,6 +143,52 @@ for nodes in ([], result["tasks"]["ioi"]["ablation"]["components_mdm"], ablation
     logits = ablation.ablated_logits(mdm, inputs, nodes, "mean")
     accuracy = inputs.answer_is_top(logits).double().mean()
     print(f"MDM on 64 IOI pairs, ablating {nodes or 'nothing'}: accuracy {accuracy:.2f}")
+
+# %% [markdown]
+# **1. A fair random control.** *(difficulty ★☆☆, importance ★★☆, about 10 minutes)*
+# Write `random_control(graph, k, seed, exclude) -> list[str]`: draw
+# `k` distinct components (heads `a{l}.h{h}` and MLPs `m{l}`, i.e. `graph.src_names` without
+# `input`) uniformly at random, never one of `exclude`, the same draw for the same seed. (Excluding
+# the targeted components makes the control strictly "other" components.)
+#
+# ```{dropdown} Hint
+# `random.Random(seed).sample(candidates, k)` draws `k` distinct items, the same ones for the same seed.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def random_control(graph, k, seed, exclude):
+    import random
+
+    candidates = [name for name in graph.src_names[1:] if name not in set(exclude)]
+    return random.Random(seed).sample(candidates, k)
+
+
+# %%
+checks.random_control(random_control)
+
+# %% [markdown]
+# A random control drawn from all layers compares an early ablation with mostly later components,
+# and replacing an output by its mean over *all* positions also removes what it does at each
+# position. The report therefore also runs the stricter version (`position_ablation_analysis`):
+# each component's output is replaced by its mean *at that position* over the pool, and each
+# random draw takes its components from the same layers as the targeted ones (layer-matched,
+# `ablation.layer_matched_random`). The **excess** is the targeted drop minus the matched one, per
+# example; MDM - ARM and ARMc - ARM are paired on the same examples.
+
+# %%
+def position_rows(task):
+    a = result["tasks"][task]["ablation"]
+    return "\n".join(f"| {TASK_NAMES[task]} | {label} | {', '.join(a[f'components_position_{kind}'])} | {fmt(a[f'drop_targeted_position_{key}'])} | "
+                     f"{fmt(a[f'drop_matched_position_{key}'])} | {fmt(a[f'excess_position_{key}'])} |"
+                     for kind, key, label in (("arm", "arm", "ARM"), ("mdm", "mdm", "MDM"), ("arm-continued", "armc", "ARMc")))
+
+
+a = result["tasks"]["ioi"]["ablation"]
+Markdown(f"Position-mean ablation of the top {a['n_ablated_position']} components among the first {a['early_cutoff']} layer(s):\n\n"
+         "| task | model | ablated (seed 0) | drop, targeted | drop, layer-matched random | excess |\n|---|---|---|---|---|---|\n"
+         + "\n".join(position_rows(task) for task in TASK_NAMES) + "\n\n"
+         + " ".join(f"{TASK_NAMES[task]}: excess MDM - ARM {fmt(result['tasks'][task]['ablation']['excess_position_mdm_minus_arm'])}, "
+                    f"ARMc - ARM {fmt(result['tasks'][task]['ablation']['excess_position_armc_minus_arm'])}." for task in TASK_NAMES))
 
 # %% [markdown]
 # ## 3. Rewiring along post-training
@@ -178,29 +252,13 @@ Markdown("\n".join([
 #
 # ## Exercises
 #
-# **1. A fair random control.** Write `random_control(graph, k, seed, exclude) -> list[str]`: draw
-# `k` distinct components (heads `a{l}.h{h}` and MLPs `m{l}`, i.e. `graph.src_names` without
-# `input`) uniformly at random, never one of `exclude`, the same draw for the same seed. (Excluding
-# the targeted components makes the control strictly "other" components.)
-
-# %% tags=["hide-input", "solution"]
-def random_control(graph, k, seed, exclude):
-    import random
-
-    candidates = [name for name in graph.src_names[1:] if name not in set(exclude)]
-    return random.Random(seed).sample(candidates, k)
-
-
-# %%
-checks.random_control(random_control)
-
-# %% [markdown]
-# **2. (Open.) Layer-matched control.** A random control draws from all layers, so a targeted
-# early ablation is compared with mostly later components. Draw the random components from the
-# early layers only (`ablation.random_components(graph, k, seed, pool=...)`) and redo the
-# comparison. Does the conclusion change?
+# **2. (Open.) How many components?** *(difficulty ★★☆, importance ★★☆, about 30 minutes)*
+# The report ablates a fixed number of early components against layer-matched random ones. Redo
+# the position-mean comparison for 1 to 6 components. Does the excess of the MDM grow faster or
+# slower than the ARM's, and what would each say about a "distributed" early computation?
 #
-# **3. (Open.)** Attribute the MDM at diffusion step $k$ *without* sharing the committed tokens
+# **3. (Open.) Free canvases.** *(difficulty ★★★, importance ★★☆, about 45 minutes)*
+# Attribute the MDM at diffusion step $k$ *without* sharing the committed tokens
 # between clean and corrupted canvases (let each canvas commit its own answer). How do the
 # circuits change, and what is the attribution then measuring?
 

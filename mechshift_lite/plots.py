@@ -213,6 +213,107 @@ def neuron_heatmaps(result: dict) -> Figure:
     return fig
 
 
+PAIRED_ROWS = (
+    ("edge_armc_minus_mdm", "(ARM-ARMc) - (ARM-MDM), top-N Jaccard", MDM_COLOR),
+    ("weighted_armc_minus_mdm", "(ARM-ARMc) - (ARM-MDM), weighted Jaccard", MDM_COLOR),
+    ("spearman_armc_minus_mdm", "(ARM-ARMc) - (ARM-MDM), Spearman", MDM_COLOR),
+    ("component_armc_minus_mdm", "(ARM-ARMc) - (ARM-MDM), top-K components", MDM_COLOR),
+    ("depth_mdm_minus_arm", "mean edge depth, MDM - ARM", MDM_COLOR),
+    ("depth_armc_minus_arm", "mean edge depth, ARMc - ARM (control)", CONTROL_COLOR),
+)
+"""The per-task paired differences of :func:`paired_differences` (keys of ``result['tasks'][task]['paired']``)."""
+
+
+def paired_differences(result: dict) -> Figure:
+    """Every paired difference of :data:`PAIRED_ROWS` per task, mean and 95% interval, against zero."""
+    fig, axes = plt.subplots(1, len(result["tasks"]), figsize=(10, 3.4), sharey=True)
+    for ax, task in zip(axes, result["tasks"]):
+        paired = result["tasks"][task]["paired"]
+        for y, (key, _, color) in enumerate(PAIRED_ROWS):
+            stat = paired[key]
+            ax.errorbar([stat["mean"]], [y], xerr=_err(stat)[1], fmt="o", color=color, capsize=3, label=key)
+        ax.axvline(0, color=CHANCE_COLOR, linestyle="--")
+        ax.set_title(f"{TASK_TITLES[task]} ({paired['n_seed_resamples']} distinct seed resamples)", fontsize=9)
+        ax.set_xlabel("paired difference (mean, 95% CI)")
+    axes[0].set_yticks(range(len(PAIRED_ROWS)), [label for _, label, _ in PAIRED_ROWS], fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle("Paired differences: each seed's difference on the same resampled examples", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def depth_profiles(result: dict) -> Figure:
+    """Share of ``|score|`` mass by the layer of each edge's source (``input`` its own bucket) and by
+    the layer of its destination (``logits`` its own bucket), per task and model (mean over seeds)."""
+    tasks = list(result["tasks"])
+    fig, axes = plt.subplots(2, len(tasks), figsize=(9, 5.6), sharey=True)
+    width = 0.27
+    for col, task in enumerate(tasks):
+        d = result["tasks"][task]["depth"]
+        for row, (labels, prefix, what) in enumerate(((d["layer_labels"], "layers", "source"),
+                                                      (d["layer_labels_dst"], "layers_dst", "destination"))):
+            ax = axes[row][col]
+            for i, kind in enumerate(("arm", "mdm", "arm-continued")):
+                xs = [x + (i - 1) * width for x in range(len(labels))]
+                ax.bar(xs, d[f"{prefix}_{kind}"], width, color=KIND_COLORS[kind], label=KIND_LABELS[kind])
+            ax.set_xticks(range(len(labels)), labels, fontsize=8)
+            ax.set_xlabel(f"layer of the edge's {what}", fontsize=8)
+            if row == 0:
+                ax.set_title(TASK_TITLES[task])
+        axes[0][col].axvline(d["early_cutoff"] + 0.5, color=CHANCE_COLOR, linestyle=":")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of |attribution| mass")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Depth profiles (mean over seeds); dotted: the end of the early edges", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def component_curve(result: dict) -> Figure:
+    """Top-K component overlap over K (a fraction of the components), |score| and signed, with chance."""
+    tasks = list(result["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(9, 3.4), sharey=True)
+    for ax, task in zip(axes, tasks):
+        c = result["tasks"][task]["component_curve"]
+        for key, label, color, style in (("arm_mdm", "ARM vs MDM", MDM_COLOR, "-"), ("arm_armc", "ARM vs ARM-continued", CONTROL_COLOR, "-"),
+                                         ("signed_arm_mdm", "ARM vs MDM, signed", MDM_COLOR, ":"),
+                                         ("signed_arm_armc", "ARM vs ARM-continued, signed", CONTROL_COLOR, ":")):
+            _stat_line(ax, c["fraction"], c[key], color, label, style)
+            ax.lines[-1].set_gid(key)
+        ax.plot(c["fraction"], c["chance"], "--", color=CHANCE_COLOR, label="chance (K / components)")
+        ax.set_title(TASK_TITLES[task])
+        ax.set_xlabel("K as a fraction of the components")
+    axes[0].set_ylabel("shared fraction of top-K components")
+    axes[0].set_ylim(0, 1.05)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Component overlap over K (mean, 95% CI over seeds and examples)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def residual_lens(result: dict) -> Figure:
+    """The residual-stream logit lens per layer: mean logit difference (answer - distractor) when the
+    model stops after each layer, ARM, MDM and ARM-continued, per task (mean, 95% CI over seeds and examples)."""
+    tasks = list(result["tasks"])
+    fig, axes = plt.subplots(1, len(tasks), figsize=(9, 3.4))
+    for ax, task in zip(axes, tasks):
+        lens = result["tasks"][task]["lens"]
+        for kind in ("arm", "mdm", "arm-continued"):
+            reading = lens[f"residual_{kind}"]
+            xs = list(range(len(reading["labels"])))
+            _stat_line(ax, xs, reading["logit_diff"], KIND_COLORS[kind], KIND_LABELS[kind])
+            ax.lines[-1].set_gid(kind)
+            ax.set_xticks(xs, reading["labels"], rotation=30, fontsize=8)
+        ax.axhline(0, color=CHANCE_COLOR, linestyle="--")
+        ax.set_title(TASK_TITLES[task])
+        ax.set_xlabel("residual stream after")
+    axes[0].set_ylabel("logit[answer] - logit[distractor]")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Logit lens of the residual stream (mean, 95% CI over seeds and examples)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES = {
     "overlap_edges": lambda r: overlap_bars(r, "edge"),
     "overlap_components": lambda r: overlap_bars(r, "component"),
