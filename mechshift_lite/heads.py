@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from .inputs import ModelInputs
+from .lens import frozen_norm
 from .model import Transformer
 
 MIN_ATTENTION = 0.3
@@ -119,13 +120,9 @@ def direct_effects(model: Transformer, inputs: ModelInputs, n_boot: int = 1000, 
     L, H = model.cfg.n_layers, model.cfg.n_heads
     heads = torch.stack([run.outputs[name][rows, pos] for name in head_names(L, H)])  # [L*H, N, D]
     norm = model.ln_final
-    centre = (lambda x: x) if norm.rms else (lambda x: x - x.mean(-1, keepdim=True))
-    if norm.rms:
-        scale = torch.rsqrt(resid.pow(2).mean(-1, keepdim=True) + norm.eps)           # [N, 1], frozen
-    else:
-        scale = torch.rsqrt(resid.var(-1, unbiased=False, keepdim=True) + norm.eps)
+    linear = frozen_norm(norm, resid)                                                   # scale frozen at resid
     direction = (model.unembed[:, inputs.answer_ids] - model.unembed[:, inputs.distractor_ids]).T  # [N, D]
-    project = lambda x: (centre(x) * scale * norm.w * direction).sum(-1)               # [..., N, D] -> [..., N]
+    project = lambda x: (linear(x) * direction).sum(-1)                                 # [..., N, D] -> [..., N]
     per_head = project(heads)                                                           # [L*H, N]
     bias = 0.0 if norm.b is None else (norm.b * direction).sum(-1)
     rest = project(resid - heads.sum(0)) + bias

@@ -42,6 +42,7 @@ Statistics over components (defined here, quoted in the book):
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -172,17 +173,28 @@ def direct_logit_attribution(
     outputs = torch.stack([run.outputs[n][rows, readout_pos] for n in names])   # [C, B, D]
     constant = resid - outputs.sum(0)                                   # positions and b_O
     norm = model.ln_final
-    centred = lambda x: x if norm.rms else x - x.mean(-1, keepdim=True)
-    scale = _norm_scale(norm, resid)                                    # [B, 1]
-    project = lambda x: (centred(x) * scale * norm.w) @ model.unembed
+    linear = frozen_norm(norm, resid)
+    project = lambda x: linear(x) @ model.unembed
     const_logits = project(constant) + (0 if norm.b is None else norm.b @ model.unembed)
     model_logits = run.logits[rows, readout_pos]
     return DirectLogitAttribution(names, project(outputs), const_logits, model_logits,
-                                  centred(outputs).norm(dim=-1), centred(resid).norm(dim=-1))
+                                  centre(norm, outputs).norm(dim=-1), centre(norm, resid).norm(dim=-1))
 
 
 component_lens = direct_logit_attribution
 """The former name of :func:`direct_logit_attribution` (chapters 7 and 10 and the tests call it)."""
+
+
+def centre(norm, x: Tensor) -> Tensor:
+    """``x [..., D]`` centred as the final norm centres it: minus its mean (LayerNorm), as is (RMSNorm)."""
+    return x if norm.rms else x - x.mean(-1, keepdim=True)
+
+
+def frozen_norm(norm, resid: Tensor) -> Callable[[Tensor], Tensor]:
+    """The final norm linearised at the residual stream ``resid [B, D]`` (module docstring), bias left out:
+    ``x [..., B, D] -> centre(x) * scale(resid) * w``, the scale frozen at ``resid``'s."""
+    scale = _norm_scale(norm, resid)                                    # [B, 1]
+    return lambda x: centre(norm, x) * scale * norm.w
 
 
 def _norm_scale(norm, resid: Tensor) -> Tensor:

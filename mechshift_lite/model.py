@@ -305,7 +305,8 @@ class Transformer(nn.Module):
         rotary = self.rotary(input_ids.shape[1], input_ids.device)
         if hooks is not None:
             return hooked.forward(self, input_ids, attn_bias, rotary, hooks)
-        *_, resid = self.residual_streams(input_ids, attn_bias, rotary)
+        for resid in self.residual_streams(input_ids, attn_bias, rotary):
+            pass   # keep only the last stream (the final norm's input), not all n_layers + 1 of them
         return self.ln_final(resid.to(self.ln_final.w.device)) @ self.unembed
 
     def residual_streams(self, input_ids: Tensor, attn_bias: Tensor, rotary: tuple[Tensor, Tensor] | None):

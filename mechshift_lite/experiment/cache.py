@@ -31,10 +31,14 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+def checkpoint_sums(zoo_dir=zoo.ZOO_DIR) -> list[str]:
+    """The sorted sha256 sums of every checkpoint in the zoo's manifest."""
+    return sorted(e["sha256"] for e in zoo.manifest(zoo_dir)["checkpoints"].values())
+
+
 def cache_key(cfg: ExperimentConfig, zoo_dir=zoo.ZOO_DIR) -> str:
     """sha256 of the zoo's checkpoint sums, the code version and the config."""
-    sums = sorted(e["sha256"] for e in zoo.manifest(zoo_dir)["checkpoints"].values())
-    blob = json.dumps({"zoo": sums, "code": code_version(), "config": cfg.to_dict()}, sort_keys=True)
+    blob = json.dumps({"zoo": checkpoint_sums(zoo_dir), "code": code_version(), "config": cfg.to_dict()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

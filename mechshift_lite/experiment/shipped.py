@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, zoo
+from .cache import checkpoint_sums
 from .pools import ExperimentConfig
 
 SHIPPED_PATH = Path(__file__).resolve().parent / "shipped_report.json"
@@ -36,8 +37,7 @@ class ShippedReportMismatch(RuntimeError):
 
 def shipped_key(cfg: ExperimentConfig, n_boot: int, zoo_dir=zoo.ZOO_DIR) -> str:
     """sha256 of the zoo's checkpoint sums, the config, the bootstrap size and the package version."""
-    sums = sorted(e["sha256"] for e in zoo.manifest(zoo_dir)["checkpoints"].values())
-    blob = json.dumps({"zoo": sums, "config": cfg.to_dict(), "n_boot": n_boot, "version": __version__}, sort_keys=True)
+    blob = json.dumps({"zoo": checkpoint_sums(zoo_dir), "config": cfg.to_dict(), "n_boot": n_boot, "version": __version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
