@@ -55,7 +55,8 @@ from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
 # %%
 tok = zoo.tokenizer()
 models = {"ARM": zoo.load("arm", seed=0), "MDM": zoo.load("mdm", seed=0)}
-pairs = {task: task_pairs(task, tok, n=32, seed=0) for task in ("ioi", "countdown")}
+N_PROMPTS = 32   # prompts of each task
+pairs = {task: task_pairs(task, tok, n=N_PROMPTS, seed=0) for task in ("ioi", "countdown")}
 LAYER = 0
 
 acts = {}
@@ -89,7 +90,7 @@ explorers.neuron_explorer(models, pairs["countdown"], tok)
 # ## From plots to numbers
 #
 # A plot of a few neurons on one prompt invites over-reading. We summarise every neuron of the
-# layer over the positions of 32 prompts of *each* task together, so that all four token
+# layer over the positions of the `N_PROMPTS` prompts of *each* task together, so that all four token
 # categories occur (a Countdown prompt alone has only digits and punctuation, and every neuron
 # would look "selective").
 #
@@ -144,7 +145,7 @@ axes[0].set_xlabel("selectivity")
 axes[1].set_xlabel("breadth")
 axes[0].set_ylabel("neurons")
 axes[0].legend(fontsize=8)
-fig.suptitle(f"MLP {LAYER} neurons on 32 IOI and 32 Countdown prompts (seed 0)", fontsize=10)
+fig.suptitle(f"MLP {LAYER} neurons on {N_PROMPTS} IOI and {N_PROMPTS} Countdown prompts (seed 0)", fontsize=10)
 fig.tight_layout()
 
 # %% [markdown]
@@ -175,11 +176,11 @@ Markdown(f"Here the MDM's median selectivity is **{versus(n['selectivity_mdm'], 
          f"and its median breadth **{versus(n['breadth_mdm'], n['breadth_arm'])}** the ARM's "
          "(\"above\" or \"below\" only when the 95% intervals do not overlap).")
 
-# %% [markdown]
-# The paper's picture predicts a lower selectivity and a higher breadth for the MDM. Whether the
-# intervals separate tells us whether three seeds are enough to see it. Note that these statistics
-# mix the two tasks' prompts: a neuron that fires on every digit is "selective" by category even if
-# it is broad within Countdown.
+# %%
+Markdown("The paper's picture predicts a lower selectivity and a higher breadth for the MDM. Whether the "
+         f"intervals separate tells us whether {len(result['seeds'])} seeds are enough to see it. Note that these "
+         "statistics mix the two tasks' prompts: a neuron that fires on every digit is \"selective\" by category "
+         "even if it is broad within Countdown.")
 #
 # ## Neuron by neuron, paired
 #

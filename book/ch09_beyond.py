@@ -43,7 +43,7 @@ from IPython.display import Markdown
 import mechshift_lite as ml
 from mechshift_lite import ablation, plots, viz, zoo
 from mechshift_lite.teaching import checks
-from mechshift_lite.experiment import task_pairs
+from mechshift_lite.experiment import analyses, task_pairs
 from mechshift_lite.experiment.verdicts import fmt, versus
 from mechshift_lite.viz import MDM_COLOR
 
@@ -116,12 +116,13 @@ Markdown("| task | step | top-K overlap with step 0, own commits | committed slo
 
 # %% [markdown]
 # ## 2. Ablating the early components
-#
-# For each model we take its three highest-scoring components (chapter 6's component score) in
-# the early layers and replace their outputs by their mean over the pool (**mean ablation**), then
-# measure the drop in accuracy on the common-correct pool. The control ablates three random
-# components, 20 draws per seed. A targeted drop well above the random one says the early
-# components the attribution found are the ones the model needs.
+
+# %%
+Markdown(f"For each model we take its {analyses.N_ABLATE} highest-scoring components (chapter 6's component score) in "
+         "the early layers and replace their outputs by their mean over the pool (**mean ablation**), then "
+         f"measure the drop in accuracy on the common-correct pool. The control ablates {analyses.N_ABLATE} random "
+         f"components, {analyses.N_RANDOM_DRAWS} draws per seed. A targeted drop well above the random one says the "
+         "early components the attribution found are the ones the model needs.")
 
 # %%
 plots.ablation(result);
@@ -241,9 +242,12 @@ Markdown("\n".join([
       f"(ARM vs ARM-continued: {fmt(p['edge_arm_armc'])})." for task, p in paths.items()),
 ]))
 
+# %%
+Markdown(f"These are single figures on a toy, with intervals over {len(result['seeds'])} seeds (over examples only "
+         "for the trajectory, which follows one seed).")
+
 # %% [markdown]
-# These are single figures on a toy, with intervals over three seeds (over examples only for the
-# trajectory, which follows one seed). They show what the paper's claims would need to survive: a
+# They show what the paper's claims would need to survive: a
 # circuit that is stable while the MDM denoises, early components whose ablation is specifically
 # harmful, and a rewiring whose timing can be located in post-training. Note that step 0 of the
 # trajectory is the ARM's weights read *as an MDM*: bidirectional attention on a masked canvas the
