@@ -1,8 +1,9 @@
 """Recipe study (issue 12): short MDM post-training runs, each scored by the Countdown diagnostics.
 
-Every run is a variant of the shipped MDM recipe (:func:`mechshift_lite.zoo.build.recipe`, cut to
-``--steps`` post-training steps, cosine schedule over those steps), started from seed 0's shipped
-ARM as the zoo loader returns it, on the same batches (seed 0). The width and ARM-length arms first
+Every run is a variant of the 0.1.0 zoo's MDM recipe (:data:`BASE_POST`, cut to ``--steps``
+post-training steps, cosine schedule over those steps), started from seed 0's 0.1.0 ARM as the
+zoo loader returns it, on the same batches (seed 0). The study chose the 0.2.0 recipe
+(:mod:`mechshift_lite.zoo.build`): its ``arm-long+cd-8k`` run. The width and ARM-length arms first
 pre-train (or load) their own ARM. Every ``--eval-every`` steps the model is scored on held-out
 problems by :func:`mechshift_lite.diagnostics.countdown_diagnostics` (confidence decoder), by IOI
 accuracy, and by the top-k remasking decoder's exact accuracy and equation-1 truth; each finished
@@ -45,6 +46,10 @@ from mechshift_lite.zoo.study import read_results
 RESULTS = study.RESULTS
 WORK_DIR = Path(".cache/recipe-study")
 SEED = 0
+BASE_POST = TrainConfig(objective="mdm", stage="post", seed=SEED, steps=4000, n_train=build.N_TRAIN)
+"""The 0.1.0 zoo's MDM post-training recipe, which every run varies."""
+BASE_ARM = build.stages("arm", SEED)[0].config
+"""The 0.1.0 zoo's ARM pre-training (3000 steps): the first stage of the 0.2.0 ARM."""
 TOKENIZER = tasks.build_tokenizer()
 DIGITS = tuple(TOKENIZER.token_id(d) for d in "0123456789")
 
@@ -109,12 +114,12 @@ RUNS: tuple[Run, ...] = (
 
 
 def post_config(run: Run, steps: int) -> TrainConfig:
-    base = build.recipe("mdm", SEED)
+    base = BASE_POST
     return dataclasses.replace(base, steps=steps, snapshots=(), **run.post)
 
 
 def arm_config(run: Run) -> TrainConfig:
-    return dataclasses.replace(build.recipe("arm", SEED), **run.arm)
+    return dataclasses.replace(BASE_ARM, **run.arm)
 
 
 def model_config(run: Run) -> ModelConfig:
@@ -236,7 +241,7 @@ def run_all(args) -> None:
             continue
         if data is None:
             print("building the training mixture ...", flush=True)
-            data = training_data(build.recipe("mdm", SEED), TOKENIZER, tasks.CANVAS)
+            data = training_data(BASE_POST, TOKENIZER, tasks.CANVAS)
         print(f"{run.name}: {run.description}", flush=True)
         try:
             cfg = post_config(run, steps)

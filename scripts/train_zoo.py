@@ -7,9 +7,14 @@ Run one worker per core, e.g. two on a 2-core machine::
           >> .cache/zoo-train/worker$w.log 2>&1 &
     done
 
-Each worker takes the first job (in the order of :func:`job_order`) that nobody holds and whose ARM is trained,
-trains it (resuming any earlier progress), publishes it into ``mechshift_lite/zoo/`` and moves on.
-Seed 0's models come first. Kill a worker (``kill PID``) and start it again to resume.
+Each worker takes the first job (in the order of :func:`job_order`) that nobody holds, that ``--zoo-dir`` does
+not hold yet with this recipe, and whose ARM is published there (a worker publishes each model it trains);
+it trains it (resuming any earlier progress), publishes it into ``--zoo-dir`` (default ``mechshift_lite/zoo/``)
+and moves on. Seed 0's models come first. Kill a worker (``kill PID``) and start it again to resume; a later
+session with an empty work directory goes on from what ``--zoo-dir`` holds.
+
+A new recipe is built into a staging directory (``--zoo-dir zoo-next``) and replaces the package's zoo
+when every seed is done, so the book never analyses a zoo of two recipes.
 """
 
 from __future__ import annotations
@@ -29,11 +34,21 @@ from mechshift_lite import zoo
 from mechshift_lite.zoo import build
 
 
-def job_order(seeds: list[int]) -> list[tuple[str, int]]:
-    """The first seed's ARM, MDM and ARM-continued first; then the other seeds' ARMs, then their post-training."""
+def job_order(seeds: list[int], scratch_seeds: list[int]) -> list[tuple[str, int]]:
+    """The first seed's ARM, MDM and ARM-continued first; then the other seeds' ARMs, then their
+    post-training; the from-scratch MDMs last."""
     first, rest = seeds[0], seeds[1:]
     return [("arm", first), ("mdm", first), ("arm-continued", first), *[("arm", s) for s in rest],
-            *[(kind, s) for s in rest for kind in ("mdm", "arm-continued")]]
+            *[(kind, s) for s in rest for kind in ("mdm", "arm-continued")],
+            *[("mdm-scratch", s) for s in scratch_seeds]]
+
+
+def published(kind: str, seed: int, zoo_dir: Path) -> bool:
+    """Whether ``zoo_dir`` holds ``kind``'s final checkpoint for ``seed``, made with this package's recipe."""
+    path = zoo_dir / "manifest.json"
+    entries = json.loads(path.read_text())["checkpoints"] if path.exists() else {}
+    entry = entries.get(build.checkpoint_name(kind, seed))
+    return entry is not None and entry.get("recipe") == build.RECIPE
 
 
 def _alive(pid: int) -> bool:
@@ -82,43 +97,44 @@ def cached_training_data(tokenizer, work_dir: Path) -> tasks.EncodedExamples:
     return data
 
 
-def run_job(kind: str, seed: int, tokenizer, data, work_dir: Path) -> None:
+def run_job(kind: str, seed: int, tokenizer, data, work_dir: Path, zoo_dir: Path) -> None:
     name = build.checkpoint_name(kind, seed)
     print(f"[{time.strftime('%H:%M:%S')}] pid {os.getpid()} starts {name}", flush=True)
-    result = build.train_kind(kind, seed, tokenizer, data, work_dir)
+    result = build.train_kind(kind, seed, tokenizer, data, work_dir, zoo_dir=zoo_dir)
     print(f"[{time.strftime('%H:%M:%S')}] {name} trained: {result.step} steps, {result.wall_time_s:.0f} s", flush=True)
     steps = [None]
     if kind == "mdm" and seed in build.SNAPSHOT_SEEDS:
         steps = [None, 0, *build.SNAPSHOTS]
-    for step in steps:
-        entry = build.publish(kind, seed, tokenizer, work_dir, step=step)
+    for step in reversed(steps):  # the final entry last: it marks the job done
+        entry = build.publish(kind, seed, tokenizer, work_dir, step=step, zoo_dir=zoo_dir)
         print(f"[{time.strftime('%H:%M:%S')}] published {build.checkpoint_name(kind, seed, step)}: "
               f"{json.dumps({k: v for k, v in entry['accuracy'].items() if k.endswith('accuracy')})}", flush=True)
-    (work_dir / name / "published").write_text(time.strftime("%Y-%m-%d %H:%M:%S"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--kinds", nargs="+", default=list(zoo.KINDS), choices=zoo.KINDS,
+    parser.add_argument("--scratch-seeds", type=int, nargs="*", default=[0], help="seeds of the from-scratch MDM")
+    parser.add_argument("--kinds", nargs="+", default=list(zoo.ALL_KINDS), choices=zoo.ALL_KINDS,
                         help="train only these kinds (e.g. the first ARM alone, with more threads)")
     parser.add_argument("--work-dir", type=Path, default=build.DEFAULT_WORK_DIR)
+    parser.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR, help="where to publish (default: the package's zoo)")
     parser.add_argument("--poll", type=float, default=30.0, help="seconds between looks for a free job")
     args = parser.parse_args()
     tokenizer = tasks.build_tokenizer()
     data = cached_training_data(tokenizer, args.work_dir)  # all recipes share the data
-    jobs = [(k, s) for k, s in job_order(args.seeds) if k in args.kinds]
+    jobs = [(k, s) for k, s in job_order(args.seeds, args.scratch_seeds) if k in args.kinds]
     while True:
-        pending = [(k, s) for k, s in jobs if not (args.work_dir / build.checkpoint_name(k, s) / "published").exists()]
+        pending = [(k, s) for k, s in jobs if not published(k, s, args.zoo_dir)]
         if not pending:
             print(f"[{time.strftime('%H:%M:%S')}] nothing left to do", flush=True)
             return
         for kind, seed in pending:
-            ready = kind == "arm" or (args.work_dir / build.checkpoint_name("arm", seed) / "final.safetensors").exists()
+            ready = kind in ("arm", "mdm-scratch") or published("arm", seed, args.zoo_dir)
             run = args.work_dir / build.checkpoint_name(kind, seed)
             if ready and claim(run):
                 try:
-                    run_job(kind, seed, tokenizer, data, args.work_dir)
+                    run_job(kind, seed, tokenizer, data, args.work_dir, args.zoo_dir)
                 finally:
                     (run / "claim").unlink(missing_ok=True)
                 break

@@ -1,5 +1,6 @@
 """The zoo: loading with checksum verification, clear errors, and the shipped checkpoints themselves."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -76,13 +77,27 @@ def test_unknown_kind_seed_or_step_lists_what_exists(tmp_path):
 
 
 def test_recipes_follow_the_design():
-    arm, mdm, cont = (build.recipe(k, 0) for k in zoo.KINDS)
-    assert (arm.objective, arm.stage) == ("arm", "pretrain")
+    arm_chain, mdm_chain, cont_chain = (build.stages(k, 0) for k in zoo.KINDS)
+    pretrain, arm = arm_chain
+    assert (pretrain.config.objective, pretrain.config.stage, pretrain.parent) == ("arm", "pretrain", None)
+    assert (arm.config.objective, arm.parent, arm.run) == ("arm", "arm-pretrain", "arm")
+    assert mdm_chain[:2] == cont_chain[:2] == arm_chain          # both start from the very same ARM
+    mdm, cont = mdm_chain[-1].config, cont_chain[-1].config
+    assert mdm_chain[-1].parent == cont_chain[-1].parent == "arm"
     assert (mdm.objective, mdm.stage, cont.objective, cont.stage) == ("mdm", "post", "arm", "post")
-    assert mdm.steps == cont.steps > arm.steps  # the control trains exactly as long as the MDM
-    assert mdm.anneal_fraction == 0.3
-    assert len(mdm.snapshots) >= 5 and build.recipe("mdm", 1).snapshots == ()
+    # the control differs from the MDM in its objective only: the same steps, batches and schedule
+    assert dataclasses.replace(cont, objective="mdm", snapshots=mdm.snapshots) == mdm
+    assert mdm.anneal_fraction == 0.3 and mdm.countdown_share == 0.9
+    snaps = (0, *mdm.snapshots, mdm.steps)                        # step 0 is the ARM itself
+    assert len(snaps) >= 6 and build.recipe("mdm", 1).snapshots == ()
+    assert all(b / a >= 1.9 for a, b in zip(snaps[1:], snaps[2:]))   # log-spaced
+    (scratch,) = build.stages("mdm-scratch", 0)
+    assert (scratch.parent, scratch.config.objective, scratch.config.anneal_fraction) == (None, "mdm", 0.0)
+    assert scratch.config.steps == sum(st.config.steps for st in mdm_chain)   # as long as ARM + post-training
+    assert scratch.config.steps - scratch.config.countdown_share_from == mdm.steps
     assert build.model_config(tasks.build_tokenizer()).n_ctx >= tasks.CANVAS
+    with pytest.raises(ValueError, match="unknown zoo kind"):
+        build.stages("mdm-continued", 0)
 
 
 # ----- the shipped zoo ----------------------------------------------------------------------------

@@ -27,6 +27,14 @@ from ..tokenizer import Tokenizer
 
 ZOO_DIR = Path(__file__).resolve().parent
 KINDS: tuple[str, ...] = ("arm", "mdm", "arm-continued")
+"""The kinds every seed has and the report compares."""
+ALL_KINDS: tuple[str, ...] = (*KINDS, "mdm-scratch")
+"""With the from-scratch MDM (no AR initialisation: the reference that rewiring moves toward), where the zoo has one."""
+
+
+def attention_of(kind: str) -> str:
+    """``"bidirectional"`` for the MDMs, ``"causal"`` for the others."""
+    return "bidirectional" if kind in ("mdm", "mdm-scratch") else "causal"
 
 
 class ChecksumError(RuntimeError):
@@ -47,7 +55,7 @@ def available(zoo_dir: str | Path = ZOO_DIR) -> list[dict[str, Any]]:
         {"kind": e["kind"], "seed": e["seed"], "step": e["step"], "final": e["final"]}
         for e in manifest(zoo_dir)["checkpoints"].values()
     ]
-    return sorted(rows, key=lambda r: (KINDS.index(r["kind"]), r["seed"], r["step"]))
+    return sorted(rows, key=lambda r: (ALL_KINDS.index(r["kind"]), r["seed"], r["step"]))
 
 
 def tokenizer(zoo_dir: str | Path = ZOO_DIR) -> Tokenizer:
@@ -57,8 +65,8 @@ def tokenizer(zoo_dir: str | Path = ZOO_DIR) -> Tokenizer:
 
 def entry(kind: str, seed: int = 0, step: int | None = None, zoo_dir: str | Path = ZOO_DIR) -> dict[str, Any]:
     """The manifest entry of one checkpoint; ``step=None`` is the final one. Clear errors listing what exists."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown zoo kind {kind!r}; the zoo has {KINDS}")
+    if kind not in ALL_KINDS:
+        raise ValueError(f"unknown zoo kind {kind!r}; the zoo has {ALL_KINDS}")
     entries = [e for e in manifest(zoo_dir)["checkpoints"].values() if e["kind"] == kind]
     seeds = sorted({e["seed"] for e in entries})
     mine = [e for e in entries if e["seed"] == seed]
@@ -78,11 +86,11 @@ def load(kind: str, seed: int = 0, step: int | None = None, zoo_dir: str | Path 
     """A zoo model in float32 (its weights are the shipped float16 values), in eval mode.
 
     Args:
-        kind: ``"arm"``, ``"mdm"`` or ``"arm-continued"``.
+        kind: ``"arm"``, ``"mdm"``, ``"arm-continued"`` or ``"mdm-scratch"`` (see :data:`ALL_KINDS`).
         seed: training seed (see :func:`available`).
         step: None for the final checkpoint, or a post-training step of an intermediate one.
 
-    The MDM comes with ``attention="bidirectional"``, the others causal. Raises
+    The MDMs come with ``attention="bidirectional"``, the others causal. Raises
     :class:`ChecksumError` if the file's sha256 differs from the manifest's.
     """
     e = entry(kind, seed, step, zoo_dir)
@@ -93,7 +101,7 @@ def load(kind: str, seed: int = 0, step: int | None = None, zoo_dir: str | Path 
             f"{path} has sha256 {digest} but the manifest expects {e['sha256']}: the file is corrupt or "
             "was replaced. Reinstall the package, or rebuild it with the entry's command: " + e["command"]
         )
-    model = Transformer(ModelConfig.from_dict(e["model_config"]), attention="bidirectional" if kind == "mdm" else "causal")
+    model = Transformer(ModelConfig.from_dict(e["model_config"]), attention=attention_of(kind))
     model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()})
     return model.eval()
 
@@ -105,4 +113,4 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-__all__ = ["ChecksumError", "KINDS", "ZOO_DIR", "available", "entry", "file_sha256", "load", "manifest", "tokenizer"]
+__all__ = ["ALL_KINDS", "ChecksumError", "KINDS", "ZOO_DIR", "attention_of", "available", "entry", "file_sha256", "load", "manifest", "tokenizer"]

@@ -35,14 +35,15 @@ import json
 import os
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save, save_file
 
-from .. import accuracy, tasks
-from . import KINDS, ZOO_DIR, file_sha256
+from .. import accuracy, diagnostics, tasks
+from . import ALL_KINDS, ZOO_DIR, ChecksumError, attention_of, file_sha256
 from ..config import ModelConfig
 from ..model import Transformer
 from ..tokenizer import Tokenizer
@@ -52,16 +53,23 @@ MANIFEST = ZOO_DIR / "manifest.json"
 TOKENIZER_FILE = ZOO_DIR / "tokenizer.json"
 DEFAULT_WORK_DIR = Path(".cache/zoo-train")
 
-# Sized to this project's 2-core CPU (about 0.25 s per step per core under load): the notes'
-# recipe (4 x 128, 4k + 10k + 10k steps per seed) needs over 4 CPU-hours for three seeds.
-ARM_STEPS = 3000
-POST_STEPS = 4000
-SNAPSHOTS: tuple[int, ...] = (250, 500, 1000, 2000, 3000)  # seed 0's MDM; step 0 is the ARM itself
+# The recipe (0.2.0), chosen by the recipe study (``scripts/recipe_study.py``, chapter 11): a
+# longer-trained ARM (3000 steps, then 4000 more with a fresh warm-up: the 0.1.0 zoo's ARM-continued)
+# and twice 0.1.0's post-training, with 90% Countdown rows once IOI has recovered. The study's
+# ``arm-long+cd-8k`` run of this recipe (in float32) solved 55.5% of 200 held-out problems at step
+# 7000 and 52.0% at 8000; 0.1.0's recipe solved 3-7%.
+RECIPE = "0.2.0"
+ARM_PRETRAIN_STEPS = 3000
+ARM_CONTINUE_STEPS = 4000
+POST_STEPS = 8000
+POST_OPTIONS: dict[str, Any] = {"countdown_share": 0.9, "countdown_share_from": 250}
+SNAPSHOTS: tuple[int, ...] = (125, 250, 500, 1000, 2000, 4000)  # seed 0's MDM: log-spaced; step 0 is the ARM itself
 SNAPSHOT_SEEDS: tuple[int, ...] = (0,)
 N_TRAIN = 100_000
 EVAL_SIZES = {"n_ioi": 1000, "n_countdown": 500, "seed": accuracy.TEST_SEED}
 TRAIN_EVAL_SIZES = {"n_ioi": 200, "n_countdown": 200, "seed": accuracy.TEST_SEED + 1}
 TRAIN_EVAL_EVERY = 1000
+DIAGNOSTIC_PROBLEMS = 200  # the manifest's Countdown diagnostics (mechshift_lite.diagnostics), as in the recipe study
 
 
 def model_config(tokenizer: Tokenizer) -> ModelConfig:
@@ -72,20 +80,62 @@ def model_config(tokenizer: Tokenizer) -> ModelConfig:
     )
 
 
-def recipe(kind: str, seed: int) -> TrainConfig:
-    """The :class:`TrainConfig` of ``kind`` for ``seed``."""
+@dataclass(frozen=True)
+class Stage:
+    """One training run of a recipe: its work-directory name, its configuration and where it starts.
+
+    Attributes:
+        run: the run's name without the seed (``"arm-pretrain"``, ``"arm"``, ``"mdm"``...).
+        config: the run's :class:`TrainConfig`.
+        parent: the run whose final weights (rounded to float16, as the zoo ships them) it starts
+            from; None = a fresh init from the seed.
+    """
+
+    run: str
+    config: TrainConfig
+    parent: str | None
+
+
+def stages(kind: str, seed: int) -> tuple[Stage, ...]:
+    """The training runs that make ``kind`` for ``seed``, in order; the last one is the checkpoint.
+
+    * ``arm``: AR pre-training (``ARM_PRETRAIN_STEPS``), then ``ARM_CONTINUE_STEPS`` more AR steps
+      with a fresh warm-up and optimizer;
+    * ``mdm``: the ARM, then MDM post-training (``POST_STEPS``, DiffuLLaMA's annealed attention,
+      ``POST_OPTIONS``), with snapshots for seed 0;
+    * ``arm-continued``: the ARM, then the same post-training batches with the AR loss;
+    * ``mdm-scratch``: an MDM from a fresh init, full attention from the first step, as many steps as
+      the ARM and its post-training together, on the same data (90% Countdown over the last
+      ``POST_STEPS``, as the MDM's post-training).
+    """
     check_kind(kind)
+    arm = (
+        Stage("arm-pretrain", TrainConfig(objective="arm", stage="pretrain", seed=seed, steps=ARM_PRETRAIN_STEPS,
+                                          n_train=N_TRAIN), None),
+        Stage("arm", TrainConfig(objective="arm", stage="post", seed=seed, steps=ARM_CONTINUE_STEPS,
+                                 n_train=N_TRAIN), "arm-pretrain"),
+    )
     if kind == "arm":
-        return TrainConfig(objective="arm", stage="pretrain", seed=seed, steps=ARM_STEPS, n_train=N_TRAIN)
+        return arm
+    if kind == "mdm-scratch":
+        steps = ARM_PRETRAIN_STEPS + ARM_CONTINUE_STEPS + POST_STEPS
+        options = {**POST_OPTIONS, "countdown_share_from": steps - POST_STEPS}
+        return (Stage(kind, TrainConfig(objective="mdm", stage="pretrain", seed=seed, steps=steps, n_train=N_TRAIN,
+                                        anneal_fraction=0.0, **options), None),)
     snapshots = SNAPSHOTS if kind == "mdm" and seed in SNAPSHOT_SEEDS else ()
-    objective = "mdm" if kind == "mdm" else "arm"
-    return TrainConfig(objective=objective, stage="post", seed=seed, steps=POST_STEPS, n_train=N_TRAIN,
-                       snapshots=snapshots)
+    post = TrainConfig(objective="mdm" if kind == "mdm" else "arm", stage="post", seed=seed, steps=POST_STEPS,
+                       n_train=N_TRAIN, snapshots=snapshots, **POST_OPTIONS)
+    return (*arm, Stage(kind, post, "arm"))
+
+
+def recipe(kind: str, seed: int) -> TrainConfig:
+    """The :class:`TrainConfig` of the run that makes ``kind``'s checkpoint for ``seed`` (its last stage)."""
+    return stages(kind, seed)[-1].config
 
 
 def check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown zoo kind {kind!r}; the zoo has {KINDS}")
+    if kind not in ALL_KINDS:
+        raise ValueError(f"unknown zoo kind {kind!r}; the zoo has {ALL_KINDS}")
 
 
 def checkpoint_name(kind: str, seed: int, step: int | None = None) -> str:
@@ -97,16 +147,34 @@ def command(kind: str, seed: int) -> str:
     return f"mechshift-lite zoo train --kind {kind} --seed {seed}"
 
 
-def new_model(kind: str, seed: int, tokenizer: Tokenizer, work_dir: Path) -> Transformer:
-    """The starting point of a run: a seeded fresh init (arm) or the finished ARM of the same seed."""
-    cfg = model_config(tokenizer)
-    if kind == "arm":
-        return Transformer(cfg, attention="causal").init_weights(seed)
-    parent = work_dir / checkpoint_name("arm", seed) / "final.safetensors"
-    if not parent.exists():
-        raise FileNotFoundError(f"{kind} seed {seed} starts from the ARM of seed {seed}, but {parent} does not exist; train the ARM first")
-    model = Transformer(cfg, attention="bidirectional" if kind == "mdm" else "causal")
-    model.load_state_dict(load_file(str(parent)))
+def parent_weights(parent: str, seed: int, work_dir: Path, zoo_dir: Path = ZOO_DIR) -> dict[str, torch.Tensor]:
+    """A stage's starting weights: the parent run's final weights rounded to float16 (float32 tensors).
+
+    From the work directory when the parent was trained there, else from the parent's published
+    checkpoint in ``zoo_dir`` (the same values): a later session can post-train an ARM that an
+    earlier one trained and published.
+    """
+    final = work_dir / checkpoint_name(parent, seed) / "final.safetensors"
+    if final.exists():
+        return {k: v.to(torch.float16).float() for k, v in load_file(str(final)).items()}
+    published = zoo_dir / f"{checkpoint_name(parent, seed)}.safetensors"
+    entry = json.loads((zoo_dir / MANIFEST.name).read_text())["checkpoints"].get(checkpoint_name(parent, seed)) \
+        if (zoo_dir / MANIFEST.name).exists() else None
+    if entry is None or entry.get("recipe") != RECIPE or not published.exists():
+        raise FileNotFoundError(
+            f"this run starts from {checkpoint_name(parent, seed)}, which is neither trained in {work_dir} nor "
+            f"published with recipe {RECIPE} in {zoo_dir}; train it first ({command(parent, seed)})")
+    if file_sha256(published) != entry["sha256"]:
+        raise ChecksumError(f"{published} does not match its manifest sha256; republish it")
+    return {k: v.float() for k, v in load_file(str(published)).items()}
+
+
+def new_model(stage: Stage, seed: int, tokenizer: Tokenizer, work_dir: Path, zoo_dir: Path = ZOO_DIR) -> Transformer:
+    """The starting point of ``stage``: a seeded fresh init, or its parent's float16-rounded weights."""
+    model = Transformer(model_config(tokenizer), attention="bidirectional" if stage.config.objective == "mdm" else "causal")
+    if stage.parent is None:
+        return model.init_weights(seed)
+    model.load_state_dict(parent_weights(stage.parent, seed, work_dir, zoo_dir))
     return model
 
 
@@ -123,18 +191,30 @@ def train_eval_fn(tokenizer: Tokenizer):
     return evaluate
 
 
-def train_kind(kind: str, seed: int, tokenizer: Tokenizer, data: TrainData | None = None,
-               work_dir: Path = DEFAULT_WORK_DIR, progress: bool = True, device: str = "cpu") -> TrainResult:
-    """Train (or resume) ``kind`` for ``seed`` in ``work_dir/{kind}-seed{seed}`` on ``device``.
+def own_stages(kind: str, seed: int) -> tuple[Stage, ...]:
+    """The stages :func:`train_kind` runs for ``kind``: all of an ARM's or a from-scratch MDM's; a
+    post-trained kind's last one only (its ARM is a job of its own)."""
+    chain = stages(kind, seed)
+    return chain if kind in ("arm", "mdm-scratch") else chain[-1:]
 
-    The batches and masks are drawn on the CPU whatever the device, so the device changes only the
-    float rounding of the steps; the run directory records where it ran (:func:`run_devices`).
+
+def train_kind(kind: str, seed: int, tokenizer: Tokenizer, data: TrainData | None = None,
+               work_dir: Path = DEFAULT_WORK_DIR, progress: bool = True, device: str = "cpu",
+               zoo_dir: Path = ZOO_DIR) -> TrainResult:
+    """Train (or resume) ``kind`` for ``seed``: each of :func:`own_stages` in ``work_dir/{run}-seed{seed}`` on ``device``.
+
+    A post-trained kind starts from the ARM of its seed, trained in ``work_dir`` or published in
+    ``zoo_dir``. The batches and masks are drawn on the CPU whatever the device, so the device
+    changes only the float rounding of the steps; the run directory records where it ran
+    (:func:`run_devices`). Returns the last stage's result.
     """
-    cfg = recipe(kind, seed)
-    data = data if data is not None else training_data(cfg, tokenizer, tasks.CANVAS)
-    model = new_model(kind, seed, tokenizer, work_dir)
-    return train(cfg, model, data, work_dir / checkpoint_name(kind, seed), mask_id=tokenizer.mask_id,
-                 eval_fn=train_eval_fn(tokenizer), eval_every=TRAIN_EVAL_EVERY, progress=progress, device=device)
+    result = None
+    for stage in own_stages(kind, seed):
+        data = data if data is not None else training_data(stage.config, tokenizer, tasks.CANVAS)
+        model = new_model(stage, seed, tokenizer, work_dir, zoo_dir)
+        result = train(stage.config, model, data, work_dir / checkpoint_name(stage.run, seed), mask_id=tokenizer.mask_id,
+                       eval_fn=train_eval_fn(tokenizer), eval_every=TRAIN_EVAL_EVERY, progress=progress, device=device)
+    return result
 
 
 def run_devices(run: Path) -> str:
@@ -171,12 +251,14 @@ def publish(kind: str, seed: int, tokenizer: Tokenizer, work_dir: Path = DEFAULT
     The accuracies are measured on the float16-rounded weights, as :func:`mechshift_lite.zoo.load` returns them.
     The MDM at ``step=0`` is the ARM itself read as an MDM: its entry points at the ARM's file.
     """
+    zoo_dir.mkdir(parents=True, exist_ok=True)
     run = work_dir / checkpoint_name(kind, seed)
     name = checkpoint_name(kind, seed, step)
     if kind == "mdm" and step == 0:
         target = zoo_dir / f"{checkpoint_name('arm', seed)}.safetensors"
         if not target.exists():
             raise FileNotFoundError(f"{target} does not exist: publish the ARM of seed {seed} first")
+        runs = [work_dir / checkpoint_name(st.run, seed) for st in own_stages("arm", seed)]
     else:
         source = run / ("final.safetensors" if step is None else f"snapshots/step{step}.safetensors")
         if not source.exists():
@@ -184,25 +266,35 @@ def publish(kind: str, seed: int, tokenizer: Tokenizer, work_dir: Path = DEFAULT
         target = zoo_dir / f"{name}.safetensors"
         save_file({k: v.to(torch.float16) for k, v in load_file(str(source)).items()}, str(target))
         target.chmod(0o644)  # safetensors writes 0600; the package's files must be readable by everyone
+        runs = [work_dir / checkpoint_name(st.run, seed) for st in own_stages(kind, seed)]
     tokenizer.save(zoo_dir / TOKENIZER_FILE.name)
-    status = run_status(run) if step is None else None
-    model = Transformer(model_config(tokenizer), attention="bidirectional" if kind == "mdm" else "causal")
+    model = Transformer(model_config(tokenizer), attention=attention_of(kind))
     model.load_state_dict({k: v.float() for k, v in load_file(str(target)).items()})
     started = time.perf_counter()
     measured = accuracy.measure(model, tokenizer, **EVAL_SIZES)
-    cfg = recipe(kind, seed)
+    measure_time = time.perf_counter() - started
+    diagnosed = diagnostics.countdown_diagnostics(model, tokenizer, diagnostics.test_problems(DIAGNOSTIC_PROBLEMS))
+    chain = stages(kind, seed)
+    cfg = chain[-1].config
+    walls = [run_status(r)["wall_time_s"] for r in runs if run_status(r)] if step is None else []
+    mixture = "50/50 IOI / Countdown-3 train splits"
+    if cfg.countdown_share is not None:
+        mixture += f"; {cfg.countdown_share:.0%} Countdown-3 rows from step {cfg.countdown_share_from}"
     entry = {
         "kind": kind, "seed": seed, "step": cfg.steps if step is None else step, "final": step is None,
-        "file": target.name, "sha256": file_sha256(target), "dtype": "float16",
+        "file": target.name, "sha256": file_sha256(target), "dtype": "float16", "recipe": RECIPE,
         "model_config": model_config(tokenizer).to_dict(), "train_config": cfg.to_dict(),
-        "parent": None if kind == "arm" else checkpoint_name("arm", seed),
-        "data": {"mixture": "50/50 IOI / Countdown-3 train splits", "n_train": cfg.n_train, "data_seed": cfg.data_seed,
+        "stages": [{"run": st.run, "parent": st.parent, "train_config": st.config.to_dict()} for st in chain],
+        "parent": checkpoint_name("arm", seed) if chain[-1].parent == "arm" else None,
+        "data": {"mixture": mixture, "n_train": cfg.n_train, "data_seed": cfg.data_seed,
                  "tokens_seen": cfg.steps * cfg.batch_size * tasks.CANVAS},
-        "wall_time_s": None if status is None else round(status["wall_time_s"], 1),
-        "device": run_devices(work_dir / checkpoint_name("arm", seed) if kind == "mdm" and step == 0 else run),
+        "wall_time_s": round(sum(walls), 1) if walls else None,
+        "device": "+".join(sorted({d for r in runs for d in run_devices(r).split("+")})),
         "accuracy": {**{k: round(v, 4) for k, v in measured.items()}, "test_sets": EVAL_SIZES,
                      "decoding": "IOI: logit[IO] > logit[S] at the readout; Countdown: ARM greedy, MDM confidence sampler (1 token/step)",
-                     "measure_time_s": round(time.perf_counter() - started, 1)},
+                     "measure_time_s": round(measure_time, 1)},
+        "diagnostics": {**{k: round(v, 4) for k, v in diagnosed.items()}, "n_problems": DIAGNOSTIC_PROBLEMS,
+                        "problems": "mechshift_lite.diagnostics.test_problems"},
         "command": command(kind, seed),
     }
     with _locked_manifest(zoo_dir) as manifest:
