@@ -33,22 +33,24 @@ def _zoo_train(args: argparse.Namespace) -> int:
 
     check_device(args.device)  # a clear error before the training data is built
     tokenizer = tasks.build_tokenizer()
-    recorded = zoo.manifest()["checkpoints"].get(build.checkpoint_name(args.kind, args.seed)) if build.MANIFEST.exists() else None
-    if recorded is not None and recorded["train_config"] != build.recipe(args.kind, args.seed).to_dict():
-        print("the manifest's recipe differs from this package's build.recipe(); reinstall a matching version", file=sys.stderr)
+    has_manifest = (args.zoo_dir / build.MANIFEST.name).exists()
+    recorded = zoo.manifest(args.zoo_dir)["checkpoints"].get(build.checkpoint_name(args.kind, args.seed)) if has_manifest else None
+    if recorded is not None and recorded.get("recipe") != build.RECIPE:
+        print(f"{args.zoo_dir} holds {build.checkpoint_name(args.kind, args.seed)} of recipe {recorded.get('recipe', '0.1.0')}, "
+              f"this package trains recipe {build.RECIPE}: reinstall the matching version, or pass --zoo-dir", file=sys.stderr)
         return 2
     data = training_data(build.recipe(args.kind, args.seed), tokenizer, tasks.CANVAS)
-    needed = [args.kind] if args.kind == "arm" else ["arm", args.kind]
+    needed = [args.kind] if args.kind in ("arm", "mdm-scratch") else ["arm", args.kind]
     for kind in needed:
         result = build.train_kind(kind, args.seed, tokenizer, data, args.work_dir, progress=not args.quiet,
-                                  device=args.device)
+                                  device=args.device, zoo_dir=args.zoo_dir)
         print(f"{build.checkpoint_name(kind, args.seed)}: {result.step} steps, {result.wall_time_s:.0f} s on "
               f"{'+'.join(result.devices)} (run directory {args.work_dir / build.checkpoint_name(kind, args.seed)})")
     if args.publish:
         steps = [None, 0, *build.SNAPSHOTS] if args.kind == "mdm" and args.seed in build.SNAPSHOT_SEEDS else [None]
         for kind in needed:
             for step in steps if kind == args.kind else [None]:
-                entry = build.publish(kind, args.seed, tokenizer, args.work_dir, step=step)
+                entry = build.publish(kind, args.seed, tokenizer, args.work_dir, step=step, zoo_dir=args.zoo_dir)
                 print(f"published {entry['file']}: IOI {entry['accuracy']['ioi_accuracy']:.3f}, "
                       f"Countdown-3 {entry['accuracy']['countdown3_accuracy']:.3f}")
     elif recorded is not None:
@@ -148,19 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(func=_zoo_list)
 
     train = zoo_commands.add_parser("train", help="reproduce a checkpoint from its recipe (resumable)")
-    train.add_argument("--kind", required=True, choices=zoo.KINDS)
+    train.add_argument("--kind", required=True, choices=zoo.ALL_KINDS)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--work-dir", type=Path, default=build.DEFAULT_WORK_DIR,
                        help="where the resumable runs live (default: %(default)s)")
     train.add_argument("--device", default="cpu",
                        help="where the steps run: cpu (the reproduction path), cuda, cuda:1, mps ... (default %(default)s); "
                             "recorded in the run directory and the manifest entry")
-    train.add_argument("--publish", action="store_true", help="write the result into the package's zoo and manifest")
+    train.add_argument("--publish", action="store_true", help="write the result into --zoo-dir and its manifest")
+    train.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR,
+                       help="the zoo to publish into and compare with (default: the installed one)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_zoo_train)
 
     verify = zoo_commands.add_parser("verify", help="re-measure the accuracies and compare with the manifest")
-    verify.add_argument("--kind", choices=zoo.KINDS)
+    verify.add_argument("--kind", choices=zoo.ALL_KINDS)
     verify.add_argument("--seed", type=int)
     verify.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR, help="a zoo other than the installed one")
     verify.add_argument("--tolerance", type=float, default=0.005, help="largest accepted difference (default %(default)s)")

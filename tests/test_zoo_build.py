@@ -85,3 +85,20 @@ def test_a_stage_refuses_a_parent_that_is_missing_or_of_another_recipe(tmp_path,
     manifest.write_text(json.dumps(entries))
     with pytest.raises(zoo.ChecksumError):
         build.new_model(stage, 0, tokenizer, tmp_path / "no-work", tmp_path / "zoo")
+
+
+def test_zoo_train_publishes_a_from_scratch_mdm_and_refuses_a_zoo_of_another_recipe(tmp_path, tiny_recipe, capsys):
+    from mechshift_lite.cli import main
+
+    staging = tmp_path / "zoo"
+    args = ["zoo", "train", "--kind", "mdm-scratch", "--seed", "0", "--quiet", "--work-dir", str(tmp_path / "work"),
+            "--zoo-dir", str(staging)]
+    assert main([*args, "--publish"]) == 0
+    entry = zoo.entry("mdm-scratch", 0, zoo_dir=staging)
+    assert entry["parent"] is None and entry["train_config"]["anneal_fraction"] == 0.0
+    assert zoo.load("mdm-scratch", 0, zoo_dir=staging).attention == "bidirectional"
+    manifest = json.loads((staging / "manifest.json").read_text())
+    del manifest["checkpoints"]["mdm-scratch-seed0"]["recipe"]          # as the 0.1.0 zoo's entries
+    (staging / "manifest.json").write_text(json.dumps(manifest))
+    assert main(args) == 2
+    assert "recipe 0.1.0" in capsys.readouterr().err
