@@ -110,25 +110,67 @@ def attribute(
     Returns:
         :class:`Scores`: per-example means of the estimated ``metric(edge corrupted) - metric(clean)``.
     """
+    inputs, metric = inputs_and_metric(clean_ids, corrupted_ids, metric, attention_mask, attention)
+    blocks = torch.zeros(inputs.n_examples, dtype=torch.long)
+    scores = attribute_blocks(model, inputs, metric, blocks, method, ig_steps, batch_size, progress=progress)[0]
+    return Scores(scores, model.graph, method, inputs.n_examples, ig_steps if "IG" in method else None)
+
+
+def attribute_blocks(
+    model: Transformer,
+    inputs: ModelInputs,
+    metric: Metric | None,
+    blocks: Tensor,
+    method: str = "EAP-IG-inputs",
+    ig_steps: int = 5,
+    batch_size: int | None = None,
+    *,
+    progress: bool | None = None,
+) -> Tensor:
+    """``[n_blocks, n_src, n_dst]`` float64: the scores of each block of examples, from one set of passes.
+
+    Block ``b``'s scores equal :func:`attribute` on its examples alone (tested), but every pass
+    runs all the examples at once: a bootstrap over blocks of examples costs one attribution, not
+    one per block. ``blocks`` ``[N]`` (long) gives each example's block, ``0 .. n_blocks - 1``,
+    every block non-empty; ``metric`` None uses the inputs' readout metric; the other arguments
+    are :func:`attribute`'s.
+    """
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; known methods: {', '.join(METHODS)}")
     if isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1:
         raise ValueError(f"ig_steps must be an integer >= 1 (the number of interpolation steps); got {ig_steps!r}")
-    inputs, metric = inputs_and_metric(clean_ids, corrupted_ids, metric, attention_mask, attention)
+    metric = inputs.metric() if metric is None else metric
+    sizes = block_sizes(blocks, inputs.n_examples)
     if method == "exact":
-        return _exact_scores(model, inputs, metric, batch_size, progress)
+        return _exact_block_scores(model, inputs, metric, blocks, sizes, batch_size, progress)
     chunks = example_chunks(inputs.n_examples, batch_size)
     runs = gradient_runs(method, ig_steps, model.cfg.n_layers)
-    scores = torch.zeros(model.graph.n_src, model.graph.n_dst, dtype=torch.float64, device=model.W_E.device)
+    device = model.W_E.device
+    scores = torch.zeros(len(sizes), model.graph.n_src, model.graph.n_dst, dtype=torch.float64, device=device)
     show = progress if progress is not None else len(chunks) * len(runs) >= PROGRESS_PASSES
     with frozen_parameters(model), torch.enable_grad(), tqdm(
         total=len(chunks) * len(runs), disable=not show, desc=method, leave=False
     ) as bar:
         caller = MetricCaller(metric)
         for rows in chunks:
-            _accumulate_chunk(model, inputs.select(rows), rows, caller, runs, scores, bar)
-    scores /= inputs.n_examples * len(runs)
-    return Scores(scores.cpu(), model.graph, method, inputs.n_examples, ig_steps if "IG" in method else None)
+            _accumulate_chunk(model, inputs.select(rows), rows, blocks[rows].to(device), caller, runs, scores, bar)
+    scores /= sizes.to(scores)[:, None, None] * len(runs)
+    return scores.cpu()
+
+
+def block_sizes(blocks: Tensor, n_examples: int) -> Tensor:
+    """``[n_blocks]`` examples per block; a clear error unless ``blocks`` gives every example a block and no block is empty."""
+    if not isinstance(blocks, Tensor) or blocks.dtype != torch.long or blocks.shape != (n_examples,):
+        raise ValueError(f"blocks must be a LongTensor of shape [{n_examples}] (one block per example); got "
+                         f"{getattr(blocks, 'dtype', type(blocks))} {tuple(getattr(blocks, 'shape', ()))}")
+    if n_examples == 0:
+        raise ValueError("no examples to attribute")
+    if int(blocks.min()) < 0:
+        raise ValueError(f"block numbers must be >= 0; got {int(blocks.min())}")
+    sizes = torch.bincount(blocks)
+    if (sizes == 0).any():
+        raise ValueError(f"blocks {sizes.eq(0).nonzero()[:, 0].tolist()} have no examples: number the blocks 0 .. n_blocks - 1")
+    return sizes
 
 
 # ----- gradient methods ---------------------------------------------------------------------------
@@ -171,14 +213,17 @@ class GradientHooks(Hooks):
 
     Args:
         graph: the model's graph.
-        delta: ``[n_src, B * P * D]``: corrupted minus clean output of every source (flattened).
-        scores: ``[n_src, n_dst]`` accumulator, updated in place.
+        delta: ``[n_src, B, P * D]``: corrupted minus clean output of every source (flattened per example).
+        scores: ``[n_blocks, n_src, n_dst]`` accumulator, updated in place.
+        blocks: ``[B]`` the block of each example of the batch.
         group, replacement: the node group whose output becomes ``replacement`` (a leaf that
             requires grad, shaped like the group's output), or None.
     """
 
-    def __init__(self, graph: Graph, delta: Tensor, scores: Tensor, group: Group | None, replacement: Tensor | None):
+    def __init__(self, graph: Graph, delta: Tensor, scores: Tensor, blocks: Tensor, group: Group | None,
+                 replacement: Tensor | None):
         self.graph, self.delta, self.scores = graph, delta, scores
+        self.block_rows = block_slices(blocks)
         self.group, self.replacement = group, replacement
 
     def node_output(self, kind: str, layer: int | None, out: Tensor) -> Tensor:
@@ -199,17 +244,26 @@ class GradientHooks(Hooks):
         return x
 
     def _accumulate(self, prev: int, columns: slice, grad: Tensor) -> None:
-        """``grad``: ``[B, P, D]`` or ``[B, P, 3, H, D]`` -> ``scores[:prev, columns] += delta[:prev] @ grad``."""
+        """``grad``: ``[B, P, D]`` or ``[B, P, 3, H, D]`` -> ``scores[block, :prev, columns] += delta[:prev] . grad`` per example."""
         B, P, D = grad.shape[0], grad.shape[1], grad.shape[-1]
-        per_column = grad.reshape(B, P, -1, D).transpose(2, 3).reshape(B * P * D, -1)   # [(B P D), c]
-        contribution = self.delta[:prev] @ per_column.to(self.delta.device)             # [prev, c]
-        self.scores[:prev, columns] += contribution.to(self.scores)
+        per_column = grad.reshape(B, P, -1, D).transpose(2, 3).reshape(B, P * D, -1).to(self.delta.device)   # [B, (P D), c]
+        for block, rows in self.block_rows:   # one matrix product per block sums over its examples
+            total = self.delta[:prev, rows].reshape(prev, -1) @ per_column[rows].reshape(-1, per_column.shape[-1])
+            self.scores[block, :prev, columns] += total.to(self.scores)
+
+
+def block_slices(blocks: Tensor) -> list[tuple[int, slice]]:
+    """``[(block, rows), ...]`` for a batch's ``blocks`` ``[B]``: a slice for each run of equal
+    blocks (no copy: blocks are usually contiguous), so every product sums one block's examples."""
+    starts = [0, *((blocks[1:] != blocks[:-1]).nonzero()[:, 0] + 1).tolist(), len(blocks)]
+    return [(int(blocks[a]), slice(a, b)) for a, b in zip(starts[:-1], starts[1:])]
 
 
 def _accumulate_chunk(
-    model: Transformer, chunk: ModelInputs, rows: Tensor, caller: MetricCaller, runs: list[GradientRun], scores: Tensor, bar
+    model: Transformer, chunk: ModelInputs, rows: Tensor, blocks: Tensor, caller: MetricCaller, runs: list[GradientRun],
+    scores: Tensor, bar
 ) -> None:
-    """Add one chunk's ``sum over examples and runs`` of ``delta . grad`` into ``scores``."""
+    """Add one chunk's ``sum over examples and runs`` of ``delta . grad`` into ``scores[block]`` (``blocks`` ``[B]``)."""
     graph = model.graph
     clean, corrupted = node_outputs(model, chunk, "clean"), node_outputs(model, chunk, "corrupted")
     ends = {run.group: (clean[graph.sources_of(*run.group)], corrupted[graph.sources_of(*run.group)].clone())
@@ -218,14 +272,14 @@ def _accumulate_chunk(
     del clean
     if chunk.attention_mask is not None:
         delta *= chunk.attention_mask.to(delta)[None, :, :, None]
-    delta = delta.reshape(graph.n_src, -1)
+    delta = delta.reshape(graph.n_src, delta.shape[1], -1)                 # [n_src, B, P D]
     for run in runs:
         replacement = None
         if run.group is not None:
             at_clean, at_corrupted = ends[run.group]
             block = at_corrupted + run.alpha * (at_clean - at_corrupted)   # [n, B, P, D]
             replacement = (block.permute(1, 2, 0, 3) if run.group[0] == "attn" else block[0]).requires_grad_()
-        hooks = GradientHooks(graph, delta, scores, run.group, replacement)
+        hooks = GradientHooks(graph, delta, scores, blocks, run.group, replacement)
         logits = chunk.run(model, run.tokens, hooks)
         caller(logits, rows, needs_grad=True).sum().backward()
         bar.update(1)
@@ -269,11 +323,14 @@ class SingleEdgeMasks:
         return masks
 
 
-def _exact_scores(model: Transformer, inputs: ModelInputs, metric: Metric, batch_size: int | None, progress: bool | None) -> Scores:
-    """Patch each edge alone: ``score = mean over examples of metric(edge corrupted) - metric(clean)``."""
+def _exact_block_scores(model: Transformer, inputs: ModelInputs, metric: Metric, blocks: Tensor, sizes: Tensor,
+                        batch_size: int | None, progress: bool | None) -> Tensor:
+    """Patch each edge alone: ``score = mean over a block's examples of metric(edge corrupted) - metric(clean)``."""
     graph = model.graph
     masks = SingleEdgeMasks(graph)
     values = patched_metrics(model, masks, inputs, metric, batch_size, progress)   # [1 + n_edges, N]
-    scores = torch.zeros(graph.n_src, graph.n_dst, dtype=torch.float64)
-    scores[masks.src, masks.dst] = (values[1:] - values[0]).mean(dim=1)
-    return Scores(scores, graph, "exact", inputs.n_examples)
+    sums = torch.zeros(len(sizes), len(masks) - 1, dtype=torch.float64)
+    sums.index_add_(0, blocks, (values[1:] - values[0]).double().T)
+    scores = torch.zeros(len(sizes), graph.n_src, graph.n_dst, dtype=torch.float64)
+    scores[:, masks.src, masks.dst] = sums / sizes[:, None]
+    return scores

@@ -381,3 +381,46 @@ def test_gradient_methods_rank_edges_like_exact_patching_on_random_models(case):
         report.append(f"{method}: Spearman {rho:.3f}, top-10 {top:.2f}")
         assert rho > 0.6   # these 5x-scale random models are far from linear; observed 0.68-0.82
     print(f"\nrandom {case} model vs exact: " + "; ".join(report))
+
+
+# ----- block scores ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", [*GRADIENT_METHODS, "exact"])
+def test_each_blocks_scores_equal_attributing_the_block_alone(method):
+    from mechshift_lite.attribution import attribute_blocks
+    from mechshift_lite.inputs import ModelInputs
+
+    model = random_model(GPT2, "bidirectional")
+    clean, corrupted = token_pairs(batch=7)
+    inputs = ModelInputs(clean, corrupted, None, "bidirectional")
+    blocks = torch.tensor([2, 0, 0, 1, 2, 1, 0])                # not contiguous, unequal sizes
+    rows_seen = []
+
+    def metric(logits, rows):                                   # example-dependent: reads the pair's own index
+        rows_seen.append(rows)
+        return log_prob_diff(logits) * (1 + rows.to(logits))
+
+    got = attribute_blocks(model, inputs, metric, blocks, method, ig_steps=3, batch_size=3)
+    assert got.shape == (3, model.graph.n_src, model.graph.n_dst)
+    for b in range(3):
+        rows = (blocks == b).nonzero()[:, 0]
+        alone = ml.attribute(model, inputs.select(rows), lambda logits, rows, at=rows: metric(logits, at[rows]),
+                             method=method, ig_steps=3)
+        torch.testing.assert_close(got[b], alone.tensor, rtol=1e-9, atol=1e-12)
+    whole = ml.attribute(model, inputs, metric, method=method, ig_steps=3)
+    sizes = torch.bincount(blocks).double()
+    torch.testing.assert_close((got * sizes[:, None, None]).sum(0) / sizes.sum(), whole.tensor, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("blocks, message", [
+    (torch.tensor([0, 1, 3, 0]), r"blocks \[2\] have no examples"),
+    (torch.tensor([0, -1, 0, 0]), "must be >= 0"),
+    (torch.tensor([0, 1, 0]), r"shape \[4\]"),
+    (torch.tensor([0.0, 1.0, 0.0, 1.0]), "LongTensor"),
+])
+def test_bad_blocks_give_clear_errors(blocks, message):
+    from mechshift_lite.attribution import attribute_blocks
+    from mechshift_lite.inputs import ModelInputs
+
+    clean, corrupted = token_pairs(batch=4)
+    with pytest.raises(ValueError, match=message):
+        attribute_blocks(random_model(GPT2), ModelInputs(clean, corrupted, None, "causal"), logit_diff, blocks)

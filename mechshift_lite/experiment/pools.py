@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import zoo
-from ..attribution import attribute
+from ..attribution import attribute_blocks
 from ..inputs import ModelInputs
 from ..model import Transformer
 from ..scores import Scores
@@ -90,25 +90,14 @@ def chunk_rows(n: int, n_chunks: int) -> list[Tensor]:
 def attribute_chunks(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, cfg: ExperimentConfig, step: int = 0,
                      corrupted_commits: str = "clean") -> Tensor:
     """``[n_chunks, n_src, n_dst]`` scores of each block of examples (their mean over blocks,
-    weighted by block size, is the score over the whole pool); ``step``, ``corrupted_commits``:
+    weighted by block size, is the score over the whole pool), from one attribution of the whole
+    pool (:func:`~mechshift_lite.attribution.attribute_blocks`); ``step``, ``corrupted_commits``:
     the MDM's canvas (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`)."""
     inputs = ModelInputs.from_pairs(model, pairs, tokenizer, step, corrupted_commits)
-    metric = inputs.metric()
-    parts = []
-    for rows in chunk_rows(len(pairs), cfg.n_chunks):
-        scores = attribute(model, inputs.select(rows), _rows_metric(metric, rows), method=cfg.method, ig_steps=cfg.ig_steps)
-        parts.append(scores.tensor)
-    return torch.stack(parts)
-
-
-def _rows_metric(metric, offset_rows: Tensor):
-    """The pool's metric restricted to one block: block-local rows map to pool rows."""
-
-    def chunk_metric(logits: Tensor, rows: Tensor | None = None) -> Tensor:
-        local = torch.arange(logits.shape[0]) if rows is None else rows
-        return metric(logits, rows=offset_rows[local])
-
-    return chunk_metric
+    blocks = torch.zeros(len(pairs), dtype=torch.long)
+    for block, rows in enumerate(chunk_rows(len(pairs), cfg.n_chunks)):
+        blocks[rows] = block
+    return attribute_blocks(model, inputs, inputs.metric(), blocks, method=cfg.method, ig_steps=cfg.ig_steps)
 
 
 def combine(chunks: Tensor, sizes: Tensor, graph, method: str) -> Scores:
