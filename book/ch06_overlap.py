@@ -256,8 +256,8 @@ early_cutoff = compare.early_cutoff(L)
 assert result["graph"]["n_edges"] == graph.n_edges and result["tasks"]["ioi"]["overlap"]["n_edges"] == N
 assert result["tasks"]["ioi"]["overlap"]["k_components"] == K
 assert result["tasks"]["ioi"]["reliability"]["n_splits"] == N_SPLITS
-Markdown(f"""```{{admonition}} Definitions (quoted from `mechshift_lite.compare` and `mechshift_lite.experiment`)
-:class: note
+definitions = f"""**Definitions** (quoted from `mechshift_lite.compare` and `mechshift_lite.experiment`)
+
 - **Top-N edges**: the $N$ edges with the largest $|\\text{{score}}|$, *before* pruning (the paper's
   "top 1000 edges"). The paper keeps 1000 of roughly $10^6$ edges of a 7B model (0.1%); our
   {L}-layer toy has {graph.n_edges} edges, so we keep a fraction ({cfg.edge_fraction:.0%}, $N = {N}$) large enough to be
@@ -285,9 +285,9 @@ Markdown(f"""```{{admonition}} Definitions (quoted from `mechshift_lite.compare`
 - **Early share**: the share of $|\\text{{score}}|$ on *early* edges, whose source is `input` or a node of the
   first {early_cutoff} layer(s) (`compare.early_cutoff`: the first quarter, at least layer 0); its chance level
   is the share of edges that are early.
-- **Early-layer fraction** (the older measure of the first verdict): the same share with the first
-  {compare.early_layers(L)} layers counted as early (`compare.early_layers`: $\\lceil L/3 \\rceil$).
-```""")
+"""
+# a quoted block, not a MyST directive: Colab renders it too
+Markdown("\n".join("> " + line for line in definitions.splitlines()))
 
 # %% [markdown]
 # ## The Table-1 analogue
@@ -394,10 +394,10 @@ Markdown("| task | model | mean edge depth | mean source depth | mean destinatio
                      for task, d in ((task, t["depth"]) for task, t in result["tasks"].items()) for kind, label in kinds))
 
 # %% [markdown]
-# The older summary, the early-layer fraction, per model:
+# The early share per model, with its chance level (dotted):
 
 # %%
-plots.early_fraction(result);
+plots.early_share(result);
 
 # %% [markdown]
 # ## What the miniature says

@@ -209,17 +209,6 @@ def layer_distribution(scores: Scores, n: int | None = None, by: str = "src", we
     return list(labels), totals / totals.sum()
 
 
-def early_layers(n_layers: int) -> int:
-    """How many layers count as "early": ``ceil(n_layers / 3)``."""
-    return math.ceil(n_layers / 3)
-
-
-def early_fraction(scores: Scores, n: int | None = None) -> float:
-    """Share of |score| mass on edges whose source is ``input`` or in the early layers."""
-    _, shares = layer_distribution(scores, n, by="src")
-    return float(shares[: 1 + early_layers(scores.graph.n_layers)].sum())
-
-
 def mean_depth(scores: Scores, n: int | None = None, by: str = "src") -> float:
     """Mass-weighted mean normalised depth of the edges (``by="src"``: of their source, ``input`` 0,
     layer ``l`` -> ``(l+1)/L``; ``"dst"``: of their destination, layer ``l`` -> ``l/L``, ``logits`` 1;

@@ -101,17 +101,19 @@ def layer_distribution(result: dict) -> Figure:
     return fig
 
 
-def early_fraction(result: dict) -> Figure:
-    """Early-layer fraction per model and task, with CIs."""
+def early_share(result: dict) -> Figure:
+    """Early share (:func:`mechshift_lite.compare.early_share`) per model and task, with CIs and its chance level."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     width = 0.25
     for t, task in enumerate(result["tasks"]):
         d = result["tasks"][task]["depth"]
         for i, kind in enumerate(("arm", "mdm", "arm-continued")):
-            mean, err = _err(d[f"early_{kind}"])
+            mean, err = _err(d[f"early_share_{kind}"])
             ax.bar(t + (i - 1) * width, mean, width, yerr=err, capsize=3, color=KIND_COLORS[kind], label=KIND_LABELS[kind] if t == 0 else None)
+        ax.hlines(d["early_share_chance"], t - 1.5 * width, t + 1.5 * width, color=CHANCE_COLOR, linestyle=":",
+                  label="chance" if t == 0 else None)
     ax.set_xticks(range(len(result["tasks"])), [TASK_TITLES[t] for t in result["tasks"]])
-    ax.set_ylabel("early-layer share of |attribution|")
+    ax.set_ylabel("early share of |attribution|")
     ax.set_title("Front-loading: attribution on edges from the input and the early layers", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -319,7 +321,7 @@ FIGURES = {
     "overlap_components": lambda r: overlap_bars(r, "component"),
     "overlap_curve": overlap_curve,
     "layer_distribution": layer_distribution,
-    "early_fraction": early_fraction,
+    "early_share": early_share,
     "diffusion_steps": diffusion_steps,
     "trajectory": trajectory,
     "ablation": ablation,

@@ -78,14 +78,14 @@ def test_layer_distribution_puts_mass_where_it_is():
     assert labels[-1] == "logits" and shares.tolist() == pytest.approx([0.25, 0.25, 0.0, 0.5])
     _, counts = compare.layer_distribution(s, n=2, by="src", weight="count")
     assert counts.sum() == pytest.approx(1.0)
-    assert compare.early_fraction(s) == pytest.approx(0.5)     # input and layer 0 are early for L=3
+    assert compare.early_share(s) == pytest.approx(0.5)     # input and layer 0 are early for L=3
     assert compare.mean_depth(s) == pytest.approx(0.5 * 0 + 0.5 * 1.0)
 
 
 def test_front_loaded_scores_have_lower_depth():
     early = scores_with({"input->m0": 1.0, "a0.h0->m0": 1.0, "m2->logits": 0.1})
     late = scores_with({"input->m0": 0.1, "a1.h0->m2": 1.0, "m2->logits": 1.0})
-    assert compare.early_fraction(early) > compare.early_fraction(late)
+    assert compare.early_share(early) > compare.early_share(late)
     assert compare.mean_depth(early) < compare.mean_depth(late)
 
 

@@ -82,7 +82,7 @@ def test_table_one_analogue_has_baselines_and_chance(result):
     for key in ("edge_arm_mdm", "edge_arm_armc", "edge_arm_arm", "component_arm_mdm"):
         assert 0 <= o[key]["mean"] <= 1
     text = verdicts.table(result)
-    assert "ARM-ARMc" in text and "countdown" in text and "early-layer fraction" in text
+    assert "ARM-ARMc" in text and "countdown" in text and "early share" in text
 
 
 def test_layer_shares_and_steps_are_well_formed(result):

@@ -253,8 +253,8 @@ def _accuracy_with(model, inputs: ModelInputs, nodes, means) -> float:
 
 def ablation_analysis(models: dict, pairs, tokenizer, seeds: list[int], analysis: Analysis) -> dict:
     """Mean-ablate each model's top early-layer components vs as many random ones (accuracy on the pool)."""
-    early = compare.early_layers(analysis.graph.n_layers)
-    out = {"n_ablated": N_ABLATE, "early_layers": early}
+    early = compare.early_cutoff(analysis.graph.n_layers)
+    out = {"n_ablated": N_ABLATE, "early_cutoff": early}
     for kind in ("arm", "mdm"):
         targeted, random_drop = [], []
         for s in seeds:

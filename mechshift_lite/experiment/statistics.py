@@ -85,15 +85,14 @@ class Analysis:
     def depth(self) -> dict:
         out = {}
         for kind in KINDS:
-            out[f"early_{kind}"] = self.over_seeds(lambda g, s: compare.early_fraction(g(f"{kind}/{s}")))
             out[f"depth_{kind}"] = self.over_seeds(lambda g, s: compare.mean_depth(g(f"{kind}/{s}")))
             shares = [compare.layer_distribution(self.scores(f"{kind}/{s}"), by="src")[1]
                       for s in self.seeds]
             out[f"layers_{kind}"] = torch.stack(shares).mean(0).tolist()
         out["early_mdm_minus_arm"] = self.over_seeds(
-            lambda g, s: compare.early_fraction(g(f"mdm/{s}")) - compare.early_fraction(g(f"arm/{s}")))
+            lambda g, s: compare.early_share(g(f"mdm/{s}")) - compare.early_share(g(f"arm/{s}")))
         out["early_armc_minus_arm"] = self.over_seeds(
-            lambda g, s: compare.early_fraction(g(f"arm-continued/{s}")) - compare.early_fraction(g(f"arm/{s}")))
+            lambda g, s: compare.early_share(g(f"arm-continued/{s}")) - compare.early_share(g(f"arm/{s}")))
         out["layer_labels"] = compare.layer_distribution(self.scores(f"arm/{self.seeds[0]}"), by="src")[0]
         out.update(self.depth_profile())
         return out
@@ -203,7 +202,7 @@ class Analysis:
             "edge_arm_mdm": [boot(lambda g: compare.edge_overlap(g(f"arm/{s}"), g(key), self.n)) for key in keys],
             "component_arm_mdm": [boot(lambda g: compare.component_overlap(g(f"arm/{s}"), g(key), self.n, self.k).shared_fraction) for key in keys],
             "edge_arm_armc": boot(lambda g: compare.edge_overlap(g(f"arm/{s}"), g(f"arm-continued/{s}"), self.n)),
-            "early_fraction": [boot(lambda g: compare.early_fraction(g(key))) for key in keys],
+            "early_share": [boot(lambda g: compare.early_share(g(key))) for key in keys],
         }
 
 

@@ -21,7 +21,7 @@ def verdict(result: dict) -> list[dict]:
         {"claim": "ARM-MDM edge overlap is higher on IOI (local) than on Countdown (global)",
          "holds": ioi_j["mean"] > cd_j["mean"],
          "evidence": f"IOI {fmt(ioi_j)} vs Countdown {fmt(cd_j)}"},
-        {"claim": "the MDM front-loads attribution on Countdown (early-layer fraction MDM - ARM > 0, CI above 0)",
+        {"claim": "the MDM front-loads attribution on Countdown (early share MDM - ARM > 0, CI above 0)",
          "holds": front["lo"] > 0,
          "evidence": f"Countdown {fmt(front)}; IOI {fmt(front_ioi)}"},
         {"claim": "the MDM is more distributed (more distinct winning components and flatter lens on both tasks)",
@@ -96,7 +96,7 @@ def summary(result: dict) -> str:
                 f"overlap {fmt(armc)}")
         if seeds is not None:
             text += f", {versus(mdm, seeds)} the overlap of two ARM seeds {fmt(seeds)}"
-        text += (f", and far above chance ({o['chance_edge']:.3f}). The MDM's early-layer fraction minus the ARM's is "
+        text += (f", and far above chance ({o['chance_edge']:.3f}). The MDM's early share minus the ARM's is "
                  f"{fmt(d['early_mdm_minus_arm'])}; the ARM-continued control's is {fmt(d['early_armc_minus_arm'])}.")
         lines.append(text)
     held = sum(v["holds"] for v in result["verdict"])
@@ -120,7 +120,7 @@ def table(result: dict) -> str:
             lines.append(f"{task:10s} {label:22s} {fmt(o[f'{name}_arm_mdm']):>24s} {fmt(o[f'{name}_arm_armc']):>24s} "
                          f"{fmt(o[f'{name}_arm_arm']):>24s} {chance:7.3f}")
         d = result["tasks"][task]["depth"]
-        lines.append(f"{task:10s} {'early-layer fraction':22s} {'MDM ' + fmt(d['early_mdm']):>24s} {'ARMc ' + fmt(d['early_arm-continued']):>24s} {'ARM ' + fmt(d['early_arm']):>24s}")
+        lines.append(f"{task:10s} {'early share':22s} {'MDM ' + fmt(d['early_share_mdm']):>24s} {'ARMc ' + fmt(d['early_share_arm-continued']):>24s} {'ARM ' + fmt(d['early_share_arm']):>24s}")
     return "\n".join(lines)
 
 
