@@ -325,6 +325,31 @@ print(f"readout position {int(cd_pairs.readout_pos[0])} ({tok.tokens[int(clean[-
       f"logit['{tok.tokens[int(cd_pairs.answer_ids[0])]}'] - logit['{tok.tokens[int(cd_pairs.distractor_ids[0])]}']")
 
 # %% [markdown]
+# ### Target-dependent problems
+#
+# A pair still lets a rule that ignores the target decide its *clean* prompt: two such rules are
+# the first digit of the largest operand, and the commonest first move of the operands over all
+# their targets (`countdown.blind_first_tokens`). The report therefore keeps only
+# **target-dependent** problems (`countdown.target_dependent`): pairable ones whose first answer
+# token neither rule predicts, so that the decision the attribution explains needs the target.
+# And a model counts as right on a pair only if it gets both prompts' first tokens, which no
+# target-blind rule can: the two prompts share their operands and want different tokens.
+
+# %%
+def blind_rates(examples):
+    """Share of ``examples`` whose first answer token each target-blind rule predicts."""
+    return {rule: sum(countdown.blind_first_tokens(ex.meta["numbers"])[rule] == split_words(ex.answer)[0]
+                      for ex in examples) / len(examples) for rule in countdown.BLIND_RULES}
+
+
+dependent = [ex for ex in cd_examples if countdown.target_dependent(ex)]
+print(f"pairable problems: {len(cd_examples)}; target-blind rules right on "
+      + ", ".join(f"{rule} {rate:.0%}" for rule, rate in blind_rates(cd_examples).items()))
+print(f"target-dependent problems: {len(dependent)} ({len(dependent) / len(cd_test):.0%} of all); the rules right on "
+      + ", ".join(f"{rule} {rate:.0%}" for rule, rate in blind_rates(dependent).items()))
+assert all(rate == 0 for rate in blind_rates(dependent).values())
+
+# %% [markdown]
 # ## Train and test never meet
 #
 # Each problem's split is decided by a stable hash (CRC-32) of its identity: the full sentence

@@ -229,9 +229,15 @@ explorers.overlap_explorer({"ARM": arm_scores, "MDM": mdm_scores, "ARM-continued
 # %%
 result = ml.report(progress=False)
 seeds = result["seeds"]
+blind = result["tasks"]["countdown"]["pool"]["target_blind"]
 Markdown(f"1. draw {cfg.n_problems} held-out problems per task and keep the **common-correct pool**: the problems that "
          f"*every* model (ARM, MDM, ARM-continued, all {len(seeds)} seeds) answers correctly, so that all circuits "
-         f"explain the same, successful behaviour;\n"
+         f"explain the same, successful behaviour. On Countdown a pair counts as right only when the model gets "
+         f"*both* its decisions: the clean answer's first token on the clean prompt and the corrupted answer's on the "
+         f"corrupted one; and its problems are **{cfg.countdown_selection}**: no rule that ignores the target predicts "
+         f"their first token (the first digit of the largest operand does on "
+         f"{blind['drawn']['largest operand']:.0%} of them, the commonest first move of the operands on "
+         f"{blind['drawn']['most common']:.0%}; on all pairable problems these rules score about 60%);\n"
          f"2. attribute every model on the pool in {cfg.n_chunks} fixed blocks of examples;\n"
          f"3. compute each statistic per seed and average over seeds; the 95% interval comes from a "
          f"hierarchical bootstrap ({result['n_boot']} replicates) that resamples seeds, then blocks of examples within them.\n\n"
@@ -242,9 +248,10 @@ Markdown(f"1. draw {cfg.n_problems} held-out problems per task and keep the **co
 
 # %% [markdown]
 # The accuracies here are of the decision the attribution explains: the *first* answer token at
-# the readout. Every model gets most IOI answers and a majority of Countdown first tokens right,
-# but the models agree on fewer Countdown problems, so that pool is smaller. A right first
-# token is not a solved problem: end to end, the MDMs solve far fewer Countdown problems than the
+# the readout (on Countdown, of both prompts of the pair). The Countdown problems were chosen so
+# that this first move needs the target, which makes them harder than the average problem, and
+# the models agree on fewer of them, so that pool is smaller. A right first token is not a
+# solved problem: end to end, the MDMs of this zoo solve far fewer Countdown problems than the
 # ARMs (chapter 3).
 #
 # Every measure of the rest of the chapter, defined once (the numbers are the code's, filled in

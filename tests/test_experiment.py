@@ -96,6 +96,30 @@ def test_correct_matches_the_argmax_definition(pairs):
     assert torch.equal(correct(arm, p, TOK), expected)
 
 
+def test_both_decisions_need_the_corrupted_prompts_own_answer_too(pairs):
+    arm, mdm = models()
+    p = pairs["countdown"]
+    rows = torch.arange(len(p))
+    for model in (arm, mdm):
+        both, clean = correct(model, p, TOK, both=True), correct(model, p, TOK)
+        assert not (both & ~clean).any()
+    logits_clean = arm(p.clean_ids, p.attention_mask)[rows, p.readout_pos].argmax(-1)
+    logits_corrupt = arm(p.corrupted_ids, p.attention_mask)[rows, p.readout_pos].argmax(-1)
+    expected = (logits_clean == p.answer_ids) & (logits_corrupt == p.distractor_ids)
+    assert torch.equal(correct(arm, p, TOK, both=True), expected)
+
+
+def test_target_dependent_pairs_defeat_the_target_blind_rules():
+    from mechshift_lite.experiment.pools import target_blind_rates
+
+    any_pairs = task_pairs("countdown", TOK, 60, seed=5, countdown_selection="any")
+    dependent = task_pairs("countdown", TOK, 60, seed=5, countdown_selection="target-dependent")
+    assert min(target_blind_rates(any_pairs).values()) > 0.3
+    assert set(target_blind_rates(dependent).values()) == {0.0}
+    with pytest.raises(ValueError, match="countdown_selection"):
+        ExperimentConfig(countdown_selection="hard")
+
+
 def test_chunks_need_enough_examples():
     with pytest.raises(ValueError, match="fewer than n_chunks"):
         chunk_rows(2, 4)

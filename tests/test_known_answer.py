@@ -19,7 +19,7 @@ ZERO = {"mean": 0.0, "lo": 0.0, "hi": 0.0}
 def result(tmp_path_factory):
     folder = write_fake_zoo(tmp_path_factory.mktemp("copies"), armc_copies_arm=True)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pools, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
         return report.compute(SMALL, n_boot=20, zoo_dir=folder, progress=False)
 
 

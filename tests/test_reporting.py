@@ -41,7 +41,7 @@ def fake_zoo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(fake_zoo):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pools, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
         return report.compute(SMALL, n_boot=20, zoo_dir=fake_zoo, progress=False)
 
 
@@ -135,7 +135,7 @@ def test_report_command_writes_its_folder_and_refuses_a_foreign_one(fake_zoo, tm
     args = ["report", "--zoo-dir", str(fake_zoo), "--problems", "12", "--chunks", "3", "--method", "EAP", "--ig-steps", "1",
             "--boot", "10", "--edge-fraction", "0.1", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pools, "correct", lambda model, pairs, tok: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
         assert main([*args, "--out", str(tmp_path / "out")]) == 0
         printed = capsys.readouterr().out
         written = json.loads((tmp_path / "out" / "report.json").read_text())

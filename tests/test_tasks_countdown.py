@@ -2,6 +2,7 @@
 answers, the hold-out, and the clean/corrupted pairs."""
 
 import random
+from collections import Counter
 
 import pytest
 import torch
@@ -186,3 +187,18 @@ def test_slot_roles_label_each_character_of_a_two_equation_answer():
     assert set(roles) <= set(countdown.SLOT_ROLES)
     assert countdown.slot_roles("44-15=29,79-29=50", 17) is None      # no room for [EOS]
     assert countdown.slot_roles("44-15=29", 20) is None               # one equation: not the chain form
+
+
+def test_target_dependent_problems_have_a_first_move_no_blind_rule_predicts():
+    problems = countdown.generate(300, 11, "test")
+    dependent = [ex for ex in problems if countdown.target_dependent(ex)]
+    assert 0.05 < len(dependent) / len(problems) < 0.4
+    for ex in problems:
+        blind = countdown.blind_first_tokens(ex.meta["numbers"])
+        assert blind["largest operand"] == str(max(ex.meta["numbers"]))[0]
+        # brute force: the commonest first token over the operands' two-digit targets
+        answers = {t: countdown.solve(ex.meta["numbers"], t) for t in range(10, 100)}
+        firsts = Counter(split_words(a)[0] for a in answers.values() if a is not None)
+        assert firsts[blind["most common"]] == max(firsts.values())
+        first = split_words(ex.answer)[0]
+        assert countdown.target_dependent(ex) == (countdown.pairable(ex) and first not in blind.values())

@@ -2,7 +2,10 @@
 
 For each task, one set of held-out clean/corrupted pairs is drawn. The **common-correct pool**
 keeps the pairs on which *every* model compared (ARM, MDM and ARM-continued of every seed) puts
-the clean answer token first at the readout position: the decision the attribution explains.
+the clean answer token first at the readout position (on Countdown, also the corrupted answer's
+token on the corrupted prompt): the decision the attribution explains. Countdown problems are
+target-dependent by default: no rule that ignores the target predicts their first answer token,
+and the report states how often such rules would (:func:`target_blind_rates`).
 All models are then attributed on exactly these pairs, split into ``n_chunks`` fixed blocks of
 examples, so the report can bootstrap over seeds *and* examples (:mod:`.bootstrap`).
 
@@ -12,6 +15,7 @@ diffusion step, bidirectional): :meth:`mechshift_lite.inputs.ModelInputs.from_pa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
@@ -26,10 +30,15 @@ from ..model import Transformer
 from ..scores import Scores
 from ..tasks import countdown, ioi
 from ..tasks.common import TaskPairs
-from ..tokenizer import Tokenizer
+from ..tokenizer import Tokenizer, split_words
 from ..zoo import KINDS
 
 TASKS: tuple[str, ...] = ("ioi", "countdown")
+COUNTDOWN_SELECTIONS: tuple[str, ...] = ("target-dependent", "any")
+BOTH_DECISIONS: tuple[str, ...] = ("countdown",)
+"""Tasks whose pool keeps a pair only when every model gets both its decisions right (clean prompt:
+the clean answer's first token; corrupted prompt: the corrupted answer's). IOI's corrupted prompt
+(three different names) has no right answer, so its pool asks for the clean decision only."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,9 @@ class ExperimentConfig:
         component_fraction: top-K as a fraction of the components (heads and MLPs).
         mdm_step: the diffusion step of the headline MDM attribution (0 = answer fully masked).
         data_seed: seed of the held-out problems.
+        countdown_selection: ``"target-dependent"``: only problems whose first answer token no
+            target-blind rule predicts (:func:`~mechshift_lite.tasks.countdown.target_dependent`), so
+            the attributed decision needs the target; ``"any"``: every pairable problem.
     """
 
     n_problems: int = 96
@@ -55,26 +67,56 @@ class ExperimentConfig:
     component_fraction: float = 0.2
     mdm_step: int = 0
     data_seed: int = 2026
+    countdown_selection: str = "target-dependent"
+
+    def __post_init__(self) -> None:
+        if self.countdown_selection not in COUNTDOWN_SELECTIONS:
+            raise ValueError(f"countdown_selection must be one of {COUNTDOWN_SELECTIONS}; got {self.countdown_selection!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def task_pairs(task: str, tokenizer: Tokenizer, n: int, seed: int) -> TaskPairs:
-    """``n`` held-out clean/corrupted pairs of ``task`` (IOI: ABC corruption; Countdown: another target)."""
+def task_pairs(task: str, tokenizer: Tokenizer, n: int, seed: int, countdown_selection: str = "any") -> TaskPairs:
+    """``n`` held-out clean/corrupted pairs of ``task`` (IOI: ABC corruption; Countdown: another
+    target, among the problems ``countdown_selection`` keeps, see :class:`ExperimentConfig`)."""
     if task == "ioi":
         return ioi.make_pairs(tokenizer, ioi.generate(n, seed, "test"))
     if task == "countdown":
-        problems = [ex for ex in countdown.generate(2 * n, seed, "test") if countdown.pairable(ex)][:n]
+        keep = countdown.target_dependent if countdown_selection == "target-dependent" else countdown.pairable
+        problems = [ex for ex in countdown.generate(COUNTDOWN_OVERDRAW[countdown_selection] * n, seed, "test") if keep(ex)][:n]
+        if len(problems) < n:
+            raise ValueError(f"only {len(problems)} of the drawn Countdown problems pass {countdown_selection!r}; ask for fewer")
         return countdown.make_pairs(tokenizer, problems, seed=seed)
     raise ValueError(f"unknown task {task!r}; tasks: {TASKS}")
 
 
+COUNTDOWN_OVERDRAW = {"any": 2, "target-dependent": 10}
+"""Problems generated per pair wanted: about 74% are pairable, about 17% target-dependent."""
+
+
+def target_blind_rates(pairs: TaskPairs) -> dict[str, float]:
+    """Share of Countdown ``pairs`` whose clean first answer token each target-blind rule
+    (:func:`~mechshift_lite.tasks.countdown.blind_first_tokens`) predicts. No such rule gets both
+    decisions of a pair: the two prompts share the operands and want different first tokens."""
+    hits = {rule: 0 for rule in countdown.BLIND_RULES}
+    for ex in pairs.examples:
+        predicted = countdown.blind_first_tokens(ex.meta["numbers"])
+        for rule in hits:
+            hits[rule] += predicted[rule] == split_words(ex.answer)[0]
+    return {rule: hit / len(pairs) for rule, hit in hits.items()}
+
+
 @torch.no_grad()
-def correct(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer) -> Tensor:
-    """``[n]`` bool: the model's top token at the readout is the clean answer token."""
+def correct(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, both: bool = False) -> Tensor:
+    """``[n]`` bool: the model's top token at the readout is the clean answer token (``both``: and,
+    on the corrupted prompt, the corrupted answer's token, i.e. it follows the prompt it reads)."""
     inputs = ModelInputs.from_pairs(model, pairs, tokenizer)
-    return inputs.answer_is_top(inputs.run(model))
+    right = inputs.answer_is_top(inputs.run(model))
+    if both:
+        flipped = dataclasses.replace(inputs, clean_ids=inputs.corrupted_ids, answer_ids=inputs.distractor_ids)
+        right &= flipped.answer_is_top(flipped.run(model))
+    return right
 
 
 def chunk_rows(n: int, n_chunks: int) -> list[Tensor]:
@@ -112,7 +154,9 @@ class TaskData:
 
     Attributes:
         pairs: the pool (clean/corrupted pairs every model gets right).
-        n_drawn: pairs drawn before the filter; accuracy: per model key, share of drawn pairs right.
+        n_drawn: pairs drawn before the filter; accuracy: per model key, share of drawn pairs right
+            (on Countdown both decisions of the pair, :data:`BOTH_DECISIONS`).
+        target_blind: Countdown only: ``{"drawn"|"pool": {rule: share}}`` of :func:`target_blind_rates`.
         chunk_sizes: ``[n_chunks]`` examples per block.
         scores: model key (``"arm/0"``, ``"mdm/1"``, ``"mdm/0@step2000"``, ``"mdm/0#k3"`` for
             diffusion step 3) -> ``[n_chunks, n_src, n_dst]`` block scores.
@@ -123,6 +167,7 @@ class TaskData:
     accuracy: dict[str, float]
     chunk_sizes: Tensor
     scores: dict[str, Tensor]
+    target_blind: dict[str, dict[str, float]] | None = None
 
 
 def model_key(kind: str, seed: int, step: int | None = None, diffusion_step: int = 0, own_commits: bool = False) -> str:
@@ -172,8 +217,8 @@ def collect(
     out = {}
     bar = tqdm(total=len(TASKS) * len(jobs), desc="attributing", disable=not progress)
     for task in TASKS:
-        drawn = task_pairs(task, tokenizer, cfg.n_problems, cfg.data_seed)
-        right = {key: correct(model, drawn, tokenizer) for key, model in models.items()}
+        drawn = task_pairs(task, tokenizer, cfg.n_problems, cfg.data_seed, cfg.countdown_selection)
+        right = {key: correct(model, drawn, tokenizer, both=task in BOTH_DECISIONS) for key, model in models.items()}
         pool_rows = torch.stack(list(right.values())).all(0).nonzero()[:, 0]
         pool = drawn.select(pool_rows)
         sizes = torch.tensor([len(r) for r in chunk_rows(len(pool), cfg.n_chunks)])
@@ -182,6 +227,7 @@ def collect(
             scores[key] = attribute_chunks(model, pool, tokenizer, cfg, step, commits)
             bar.update()
         accuracy = {key: float(r.float().mean()) for key, r in right.items()}
-        out[task] = TaskData(pool, len(drawn), accuracy, sizes, scores)
+        blind = {"drawn": target_blind_rates(drawn), "pool": target_blind_rates(pool)} if task == "countdown" else None
+        out[task] = TaskData(pool, len(drawn), accuracy, sizes, scores, blind)
     bar.close()
     return out

@@ -21,7 +21,7 @@ from ..zoo import KINDS
 from . import output, shipped
 from .analyses import ablation_analysis, commit_analysis, lens_analysis, neuron_analysis
 from .cache import cache_key, default_cache_dir
-from .pools import TASKS, ExperimentConfig, collect, model_key, trajectory_steps, zoo_seeds
+from .pools import BOTH_DECISIONS, TASKS, ExperimentConfig, collect, model_key, trajectory_steps, zoo_seeds
 from .statistics import Analysis, between_tasks
 from .verdicts import PAIRED_RULE, paired_verdict, verdict
 
@@ -61,7 +61,8 @@ def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progr
             "diffusion_steps_own": lambda: a.diffusion_steps([k for k in DIFFUSION_STEPS if k > 0], own_commits=True),
             "diffusion_commits": lambda: commit_analysis(models, d.pairs, tokenizer, seeds, [k for k in DIFFUSION_STEPS if k > 0]),
         }
-        out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy}}
+        out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy,
+                                                "both_decisions": task in BOTH_DECISIONS, "target_blind": d.target_blind}}
         for name, stage in stages.items():
             bar.set_postfix_str(f"{task}: {name}")
             out[name] = stage()

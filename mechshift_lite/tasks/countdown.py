@@ -252,6 +252,34 @@ def pairable(example: Example) -> bool:
     return corrupted_target(example.meta["numbers"], example.meta["target"]) is not None
 
 
+BLIND_RULES: tuple[str, ...] = ("largest operand", "most common")
+"""Target-blind rules for the first answer token (:func:`blind_first_tokens`)."""
+
+
+def blind_first_tokens(numbers: Sequence[int]) -> dict[str, str]:
+    """The first answer token that each target-blind rule predicts from the operands alone.
+
+    ``"largest operand"``: the first digit of the largest operand; ``"most common"``: the commonest
+    first token of the canonical answers over every reachable two-digit target (ties: the smallest
+    token). A decision that such a rule gets right needs no look at the target.
+    """
+    firsts = Counter(split_words(answer)[0] for target, answer in solutions(numbers).items() if len(str(target)) == 2)
+    commonest = min(firsts, key=lambda token: (-firsts[token], token))
+    return {"largest operand": str(max(numbers))[0], "most common": commonest}
+
+
+def target_dependent(example: Example) -> bool:
+    """Does ``example``'s first answer token need the target? It is pairable (:func:`pairable`) and
+    its canonical answer's first token differs from every target-blind rule's (:func:`blind_first_tokens`).
+
+    About 17% of drawn problems qualify; on them no rule that ignores the target gets the first move.
+    """
+    if not pairable(example):
+        return False
+    first = split_words(example.answer)[0]
+    return first not in blind_first_tokens(example.meta["numbers"]).values()
+
+
 def corrupt(example: Example, seed: int = 0) -> Example:
     """``example`` with its target replaced by :func:`corrupted_target`, with the canonical answer."""
     numbers, target = example.meta["numbers"], example.meta["target"]
