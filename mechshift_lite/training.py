@@ -26,7 +26,9 @@ same run. Both change the numbers of the shipped recipe, and the recipe study
 result after 1500 post-training steps: bf16 alone matches the shipped step (within the noise of
 200 problems); bf16 with the trimmed tail (run ``fast``) ends far fewer decoded chains at the
 target (54% against 96%): the model, trained on shorter canvases, is decoded on the whole one.
-So bf16 is a speed-up at the same result and ``trim`` is not.
+So bf16 is a speed-up at the same result and ``trim`` is not, but only on a CPU with bfloat16
+instructions: on one without (AMD Zen 3, measured 2026-12-02) the bf16 step is about 8x *slower*,
+so the zoo's recipe stays float32 (``benchmarks/train_throughput.py``).
 """
 
 from __future__ import annotations

@@ -1,30 +1,34 @@
 """How the zoo is made: the recipe of every checkpoint, training it, and publishing it with its manifest entry.
 
-A seed's three models:
+A seed's models (recipe 0.2.0, :func:`stages`; each stage starts from its parent's float16 weights):
 
-* ``arm``: ARM pre-training from a fresh init (``ARM_STEPS`` steps);
-* ``mdm``: MDM post-training of that ARM (``POST_STEPS`` steps, DiffuLLaMA recipe), with snapshots
-  along the way for seed 0 (``SNAPSHOTS``);
+* ``arm``: ARM pre-training from a fresh init (``ARM_PRETRAIN_STEPS``), then ``ARM_CONTINUE_STEPS``
+  more AR steps with a fresh optimizer and warm-up (the 0.1.0 zoo's ARM-continued: the recipe
+  study's best starting point);
+* ``mdm``: MDM post-training of that ARM (``POST_STEPS`` steps, DiffuLLaMA recipe, ``POST_OPTIONS``),
+  with log-spaced snapshots for seed 0 (``SNAPSHOTS``; step 0 is the ARM itself);
 * ``arm-continued``: the same ARM trained on, with its AR loss, for ``POST_STEPS`` steps on the very
-  same batches (the control for "trained more").
+  same batches (the control for "trained more");
+* ``mdm-scratch``: an MDM of the same size from a fresh init, full attention from the start, for as
+  many steps as the ARM and its post-training together (the reference with no AR initialisation).
 
-**The shipped MDM recipe, exactly** (:func:`recipe`, all :class:`~mechshift_lite.training.TrainConfig`
-study options at their defaults): each step draws 64 rows uniformly from the 100k-example 50/50
-IOI / Countdown-3 mixture; the whole 40-slot canvas runs, in float32; every slot after the prompt
+**The MDM post-training, exactly** (:func:`recipe`): each step draws 64 rows from the 100k-example
+50/50 IOI / Countdown-3 mixture, uniformly for the first 250 steps, then each row a Countdown row
+with probability 0.9; the whole 40-slot canvas runs, in float32; every slot after the prompt
 (answer, ``[EOS]`` and the ``[PAD]`` tail up to slot 40) is maskable and scored; one
 ``t ~ U(1e-3, 1)`` per row and an independent Bernoulli(t) per slot; the loss is the shifted
 cross-entropy of the masked slots weighted 1/t and divided by the number of masked slots;
 attention annealed from causal to full over the first 30% of the steps; a fresh AdamW (peak
-1e-3, warm-up 100, cosine to 1e-4, weight decay 0.01, clip 1). The faster step of the recipe study
-(``pad_tail="trim"``, ``precision="bfloat16"``) changes these numbers and is opt-in; whoever
-retrains the zoo with it must record it in the recipe (it then appears in the manifest's
-``train_config``). ``--device`` does not change the recipe: batches and masks are drawn on the CPU
-everywhere, so another device changes only the float rounding; the manifest's ``device`` says where
-each checkpoint was trained.
+1e-3, warm-up 100, cosine to 1e-4, weight decay 0.01, clip 1). The study's faster steps
+(``pad_tail="trim"``, ``precision="bfloat16"``) are not used: trimming costs decoded chains, and
+bfloat16 is slower on a CPU without bfloat16 instructions. ``--device`` does not change the
+recipe: batches and masks are drawn on the CPU everywhere, so another device changes only the
+float rounding; the manifest's ``device`` says where each checkpoint was trained.
 
-Training runs live in a work directory (default ``.cache/zoo-train``), one resumable run per
-``{kind}-seed{seed}``; :func:`publish` rounds the weights to float16, writes them into the package,
-measures the accuracies on the rounded weights and records everything in ``manifest.json``.
+Training runs live in a work directory (default ``.cache/zoo-train``), one resumable run per stage
+and seed (``{run}-seed{seed}``); :func:`publish` rounds the weights to float16, writes them into a
+zoo directory (the package's, or a staging one such as ``zoo-next/``), measures the accuracies and
+the Countdown diagnostics on the rounded weights and records everything in its ``manifest.json``.
 """
 
 from __future__ import annotations
