@@ -156,6 +156,25 @@ display(Markdown(
        f"That meets the {TARGET:.0%} target: this recipe is the candidate for the next zoo.")))
 
 # %% [markdown]
+# The next zoo's recipe (0.2.0, `mechshift_lite.zoo.build`) is that run's: the same longer-trained
+# ARM (3000 AR steps, then 4000 more), the same post-training length and Countdown share. It is
+# trained in float32, as that run was, for five seeds, with its ARM-continued control and a
+# from-scratch MDM; the checkpoints are committed to `zoo-next/` one at a time (a multi-session
+# job on two cores) and replace the 0.1.0 zoo when every seed is done. The cell checks that the
+# recipe and the run agree:
+
+# %%
+from mechshift_lite.zoo import build
+
+arm_long_cd = max((r for r in results if r["run"] == "arm-long+cd-8k"), key=lambda r: r["step"])
+post = build.recipe("mdm", 0)
+assert post.steps == arm_long_cd["steps"] and arm_long_cd["changes"]["start"] == "arm-continued"
+assert all(getattr(post, key) == value for key, value in arm_long_cd["changes"].items() if key != "start")
+assert [stage.config.steps for stage in build.stages("arm", 0)] == [3000, 4000]   # the 0.1.0 ARM-continued's length
+print(f"recipe {build.RECIPE}: ARM {' + '.join(str(st.config.steps) for st in build.stages('arm', 0))} AR steps, "
+      f"MDM {post.steps} post-training steps, Countdown share {post.countdown_share:.0%} from step {post.countdown_share_from}")
+
+# %% [markdown]
 # ## 4. Scoring a model on outside data
 #
 # `mechshift-lite eval countdown FILE.jsonl --kind mdm --seed 0` reads problems in the HKUNLP /
