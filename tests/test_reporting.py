@@ -164,3 +164,19 @@ def test_code_version_follows_computing_code_not_presentation(tmp_path, monkeypa
     assert cache.code_version() == before, "a plotting or teaching change must not invalidate the report"
     (package / "compare.py").write_text("x = 2\n")
     assert cache.code_version() != before, "a change to computing code must invalidate the report"
+
+
+def test_the_report_is_computed_on_one_thread_and_the_thread_count_restored(monkeypatch):
+    import torch
+
+    from mechshift_lite.experiment import report as report_module
+
+    seen = []
+    monkeypatch.setattr(report_module, "_compute", lambda *args: seen.append(torch.get_num_threads()) or {})
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        report_module.compute(report_module.ExperimentConfig())
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from .. import __version__, zoo
@@ -29,7 +30,21 @@ DIFFUSION_STEPS = (0, 4, 8, 16, 24)   # committed answer tokens; the canvas has 
 
 
 def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progress: bool = True) -> dict:
-    """Every number of the report, as a JSON-ready dict (no caching; see :func:`report`)."""
+    """Every number of the report, as a JSON-ready dict (no caching; see :func:`report`).
+
+    Computed on one thread whatever the machine: a float sum split over threads is rounded
+    differently, and rank statistics (Spearman, top-N sets) turn such rounding into visible
+    differences, so the same zoo gives the same report with any thread count.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _compute(cfg, n_boot, zoo_dir, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compute(cfg: ExperimentConfig, n_boot: int, zoo_dir, progress: bool) -> dict:
     seeds = zoo_seeds(zoo_dir)
     if not seeds:
         raise ValueError("the zoo has no seed with all of arm, mdm and arm-continued: build it first (mechshift-lite zoo train)")

@@ -27,8 +27,10 @@ SHIPPED_PATH = Path(__file__).resolve().parent / "shipped_report.json"
 VERIFY_ENV = "MECHSHIFT_VERIFY_SHIPPED"
 SHIPPED_N_BOOT = 500
 """The bootstrap size of the shipped report (the default of :func:`~.report.report`)."""
-TOLERANCE = 1e-6
-"""Numbers may differ by this much (absolute, or relative to their size) across machines and thread counts."""
+TOLERANCE = 1e-5
+"""Numbers may differ by this much (absolute, or relative to their size) across machines: the report
+is computed on one thread (:func:`~.report.compute`), but another CPU's vector instructions round
+float sums differently (rank statistics then move by about 1e-6)."""
 
 
 class ShippedReportMismatch(RuntimeError):
