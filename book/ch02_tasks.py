@@ -48,6 +48,7 @@ from IPython.display import Markdown, display
 from mechshift_lite import tasks, viz
 from mechshift_lite.teaching import checks
 from mechshift_lite.tasks import countdown, ioi
+from mechshift_lite.experiment.pools import target_blind_rates
 from mechshift_lite.tokenizer import split_words
 
 # %% [markdown]
@@ -336,18 +337,13 @@ print(f"readout position {int(cd_pairs.readout_pos[0])} ({tok.tokens[int(clean[-
 # target-blind rule can: the two prompts share their operands and want different tokens.
 
 # %%
-def blind_rates(examples):
-    """Share of ``examples`` whose first answer token each target-blind rule predicts."""
-    return {rule: sum(countdown.blind_first_tokens(ex.meta["numbers"])[rule] == split_words(ex.answer)[0]
-                      for ex in examples) / len(examples) for rule in countdown.BLIND_RULES}
-
-
 dependent = [ex for ex in cd_examples if countdown.target_dependent(ex)]
+dependent_rates = target_blind_rates(countdown.make_pairs(tok, dependent))
 print(f"pairable problems: {len(cd_examples)}; target-blind rules right on "
-      + ", ".join(f"{rule} {rate:.0%}" for rule, rate in blind_rates(cd_examples).items()))
+      + ", ".join(f"{rule} {rate:.0%}" for rule, rate in target_blind_rates(cd_pairs).items()))
 print(f"target-dependent problems: {len(dependent)} ({len(dependent) / len(cd_test):.0%} of all); the rules right on "
-      + ", ".join(f"{rule} {rate:.0%}" for rule, rate in blind_rates(dependent).items()))
-assert all(rate == 0 for rate in blind_rates(dependent).values())
+      + ", ".join(f"{rule} {rate:.0%}" for rule, rate in dependent_rates.items()))
+assert all(rate == 0 for rate in dependent_rates.values())
 
 # %% [markdown]
 # ## Train and test never meet
