@@ -24,12 +24,13 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 from mechshift_lite import tasks
-from mechshift_lite.training import training_data
+from mechshift_lite.training import MixtureData, training_data
 from mechshift_lite import zoo
 from mechshift_lite.zoo import build
 
@@ -82,17 +83,23 @@ def claim(run: Path) -> bool:
     return True
 
 
-def cached_training_data(tokenizer, work_dir: Path) -> tasks.EncodedExamples:
-    """The recipes' shared training data, generated once and kept in ``work_dir`` (a 1-2 minute job)."""
+def cached_training_data(tokenizer, work_dir: Path) -> MixtureData:
+    """The recipes' shared training data, generated once and kept in ``work_dir`` (a 1-2 minute job).
+
+    A cache file without one of :class:`MixtureData`'s fields (an older script's) is generated again.
+    """
     cfg = build.recipe("arm", 0)
     vocab = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()[:12]
     path = work_dir / f"data-n{cfg.n_train}-seed{cfg.data_seed}-vocab{vocab}.safetensors"
+    names = [f.name for f in fields(MixtureData)]
     if path.exists():
-        return tasks.EncodedExamples(**load_file(str(path)))
+        tensors = load_file(str(path))
+        if set(names) <= tensors.keys():
+            return MixtureData(**{name: tensors[name] for name in names})
     data = training_data(cfg, tokenizer, tasks.CANVAS)
     work_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    save_file({"ids": data.ids, "answer_start": data.answer_start, "answer_end": data.answer_end}, str(tmp))
+    save_file({name: getattr(data, name) for name in names}, str(tmp))
     tmp.replace(path)
     return data
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from mechshift_lite import tasks, zoo
 from mechshift_lite.training import training_data
@@ -102,3 +102,15 @@ def test_zoo_train_publishes_a_from_scratch_mdm_and_refuses_a_zoo_of_another_rec
     (staging / "manifest.json").write_text(json.dumps(manifest))
     assert main(args) == 2
     assert "recipe 0.1.0" in capsys.readouterr().err
+
+
+def test_the_workers_cached_training_data_keeps_each_rows_task(tmp_path, tiny_recipe):
+    tokenizer, fresh = tiny_recipe
+    first = train_zoo.cached_training_data(tokenizer, tmp_path)     # generates and caches
+    again = train_zoo.cached_training_data(tokenizer, tmp_path)     # reads the cache
+    for data in (first, again):
+        assert torch.equal(data.ids, fresh.ids) and torch.equal(data.is_countdown, fresh.is_countdown)
+    # a cache written without the task of each row (as 0.2.0's first workers did) is generated again
+    (cache,) = tmp_path.glob("data-*.safetensors")
+    save_file({"ids": fresh.ids, "answer_start": fresh.answer_start, "answer_end": fresh.answer_end}, str(cache))
+    assert torch.equal(train_zoo.cached_training_data(tokenizer, tmp_path).is_countdown, fresh.is_countdown)
