@@ -78,3 +78,21 @@ def test_differences_tolerate_rounding_and_report_the_rest():
     assert any("report.name" in f for f in found)
     assert any("report.n: only in the shipped" in f for f in found)
     assert any("report.extra: only in the computed" in f for f in found)
+
+
+def test_the_key_follows_the_checkpoints_the_report_reads_and_no_others(computed, tmp_path):
+    zoo_dir, _, _ = computed
+    path = zoo_dir / "manifest.json"
+    original = path.read_text()
+    key = shipped.shipped_key(SMALL, N_BOOT, zoo_dir)
+    try:
+        manifest = json.loads(original)
+        entries = manifest["checkpoints"]
+        entries["mdm-scratch-seed0"] = {**entries["mdm-seed0"], "kind": "mdm-scratch", "sha256": "f" * 64}
+        path.write_text(json.dumps(manifest))
+        assert shipped.shipped_key(SMALL, N_BOOT, zoo_dir) == key     # the report does not read it
+        entries["mdm-seed0"] = {**entries["mdm-seed0"], "sha256": "e" * 64}
+        path.write_text(json.dumps(manifest))
+        assert shipped.shipped_key(SMALL, N_BOOT, zoo_dir) != key     # it reads this one
+    finally:
+        path.write_text(original)
