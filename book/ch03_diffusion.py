@@ -632,9 +632,9 @@ for e in trajectory:
 # readout.
 
 # %%
-NAMES = {"arm": "ARM", "mdm": "MDM", "arm-continued": "ARM-continued"}
+NAMES = {"arm": "ARM", "mdm": "MDM", "arm-continued": "ARM-continued", "mdm-scratch": "MDM from scratch"}
 seeds = sorted({seed for _, seed in finals})
-by_kind = {kind: [finals[kind, s] for s in seeds if (kind, s) in finals] for kind in zoo.KINDS}
+by_kind = {kind: [finals[kind, s] for s in seeds if (kind, s) in finals] for kind in zoo.ALL_KINDS}
 minutes = lambda e: "–" if e["wall_time_s"] is None else f"{e['wall_time_s'] / 60:.0f}"
 rows = []
 for kind, entries in by_kind.items():
@@ -649,25 +649,29 @@ Markdown("\n".join(["| model | seed | IOI accuracy | Countdown-3 exact | trainin
                     "|---|---|---|---|---|---|", *rows]))
 
 # %% [markdown]
-# The project set itself four targets for the zoo: IOI accuracy of at least 95% for the ARM and
-# the MDM, and Countdown-3 exact accuracy of at least 50% for the ARM (greedy) and the MDM
-# (confidence sampler). Here they are, checked against the mean over seeds:
+# The project set itself targets for the zoo, for *every* final model of every seed, on the
+# held-out sets above: IOI at least 99%; Countdown-3 at least 60% for the ARM (greedy) and at
+# least 55% for the MDM (confidence sampler), with the MDM no more than 5 points below its own
+# ARM. Here they are, seed by seed:
 
 # %%
-TARGETS = [("ioi_accuracy", "arm", 0.95), ("ioi_accuracy", "mdm", 0.95),
-           ("countdown3_accuracy", "arm", 0.50), ("countdown3_accuracy", "mdm", 0.50)]
+def gap(seed):
+    """Countdown-3 accuracy of the seed's MDM minus its own ARM's."""
+    return finals["mdm", seed]["accuracy"]["countdown3_accuracy"] - finals["arm", seed]["accuracy"]["countdown3_accuracy"]
+TARGETS = [("IOI ≥ 99%", kind, lambda s, kind=kind: finals[kind, s]["accuracy"]["ioi_accuracy"] >= 0.99) for kind in zoo.KINDS]
+TARGETS += [("Countdown-3 ≥ 60%", "arm", lambda s: finals["arm", s]["accuracy"]["countdown3_accuracy"] >= 0.60),
+            ("Countdown-3 ≥ 55%", "mdm", lambda s: finals["mdm", s]["accuracy"]["countdown3_accuracy"] >= 0.55),
+            ("Countdown-3 at most 5 points below its ARM", "mdm", lambda s: gap(s) >= -0.05)]
 rows, verdicts = [], {"met": [], "not met": []}
-for key, kind, target in TARGETS:
-    values = [e["accuracy"][key] for e in by_kind[kind]]
-    if not values:
-        rows.append(f"| {metrics[key]} ≥ {target:.0%} | {NAMES[kind]} | – | – | not measured yet |")
-        continue
-    mean = sum(values) / len(values)
-    verdict = "met" if mean >= target else "not met"
-    verdicts[verdict].append(f"{NAMES[kind]} {metrics[key]} ≥ {target:.0%}")
-    rows.append(f"| {metrics[key]} ≥ {target:.0%} | {NAMES[kind]} | {mean:.1%} | "
-                f"{sum(v >= target for v in values)} of {len(values)} | **{verdict}** |")
-display(Markdown("\n".join(["| target | model | mean over seeds | seeds that reach it | verdict |", "|---|---|---|---|---|", *rows])))
+for target, kind, holds in TARGETS:
+    seeds_of_kind = [e["seed"] for e in by_kind[kind]]
+    reached = [s for s in seeds_of_kind if holds(s)]
+    verdict = "met" if seeds_of_kind and len(reached) == len(seeds_of_kind) else "not met"
+    verdicts[verdict].append(f"{NAMES[kind]} {target}")
+    rows.append(f"| {target} | {NAMES[kind]} | {len(reached)} of {len(seeds_of_kind)} "
+                f"({', '.join(map(str, reached)) or 'none'}) | **{verdict}** |")
+display(Markdown("\n".join(["| target | model | seeds that reach it | verdict |", "|---|---|---|---|", *rows])))
+print("MDM minus its ARM, Countdown-3:", ", ".join(f"seed {s} {gap(s):+.1%}" for s in seeds if ("mdm", s) in finals))
 Markdown(f"**Met:** {'; '.join(verdicts['met']) or 'none'}. **Not met:** {'; '.join(verdicts['not met']) or 'none'}.")
 
 # %% [markdown]
@@ -685,30 +689,39 @@ for seed in seeds:
 # The recipe that produced these checkpoints is recorded in each manifest entry:
 
 # %%
-arm_cfg = zoo.entry("arm", seed=0)["train_config"]
+def describe(stage: dict) -> str:
+    c = stage["train_config"]
+    return (f"{c['steps']} steps of {c['objective'].upper()} loss, batch {c['batch_size']}, fresh AdamW lr {c['lr']} "
+            f"(warmup {c['warmup']}, cosine to {c['min_lr_ratio']}x), weight decay {c['weight_decay']}, clip {c['clip']}")
 model_cfg = mdm_entry["model_config"]
 n_params = sum(p.numel() for p in mdm.parameters())
+print(f"recipe {mdm_entry['recipe']}")
 print(f"model:  GPT-2 style, {model_cfg['n_layers']} layers, d_model {model_cfg['d_model']}, {model_cfg['n_heads']} heads "
       f"of {model_cfg['d_head']}, d_mlp {model_cfg['d_mlp']}, vocabulary {model_cfg['d_vocab']}, context {model_cfg['n_ctx']} "
       f"({n_params / 1e6:.2f}M parameters)")
-print(f"ARM:    {arm_cfg['steps']} steps of next-token loss on the answer, batch {arm_cfg['batch_size']}, AdamW lr {arm_cfg['lr']} "
-      f"(warmup {arm_cfg['warmup']}, cosine to {arm_cfg['min_lr_ratio']}x), weight decay {arm_cfg['weight_decay']}, clip {arm_cfg['clip']}")
-print(f"MDM:    {cfg.steps} post-training steps from the ARM, batch {cfg.batch_size}, fresh AdamW lr {cfg.lr}, "
-      f"annealing over the first {cfg.anneal_fraction:.0%} ({cfg.anneal_steps} steps), t ~ U({cfg.mask_eps}, 1), 1/t loss with the shift")
+*arm_stages, post_stage = mdm_entry["stages"]
+for i, stage in enumerate(arm_stages, 1):
+    print(f"ARM {i}:  {describe(stage)}")
+print(f"MDM:    {describe(post_stage)} from the ARM's float16 weights,\n"
+      f"        annealing over the first {cfg.anneal_fraction:.0%} ({cfg.anneal_steps} steps), t ~ U({cfg.mask_eps}, 1), 1/t loss with the shift")
 print(f"data:   {mdm_entry['data']['mixture']}, {cfg.n_train} training examples; "
       f"ARM-continued: the MDM's {cfg.steps} steps and batches, next-token loss")
 
 # %% [markdown]
-# This is a sized-down version of the recipe in the book's design notes: 4 layers with
-# $d_\text{model} = 128$, about 4000 ARM steps and at least 10 000 post-training steps. The notes'
-# version needs over four CPU-hours for three seeds. The zoo had to be trained on a shared 2-core CPU,
-# so it got the narrower model and the shorter runs printed above. In a pilot run of the design notes
-# (4 layers × 128, Countdown only), the MDM solved 28% of held-out problems after 3000
-# post-training steps and 57% after 10 000, level with its ARM. Post-training is the part that
-# was cut most, so read the MDM's Countdown accuracy as *not yet converged*, not as a limit of
-# masked diffusion. The circuits of later chapters come from these checkpoints, and they carry
-# this caveat.
-#
+# The recipe is the best run of the recipe study ({doc}`chapter 11 <ch11_zoo_recipes>`): a
+# longer-trained ARM, then a post-training twice as long as the first zoo's, whose batches turn
+# to Countdown once IOI has recovered. Where the targets above are not met, read the MDM's
+# Countdown accuracy as the limit of *this budget* on a 2-core CPU, not of masked diffusion: the
+# study's curves were still rising at their last step, and the ARM-continued control shows that
+# even the ARM had more Countdown to learn:
+
+# %%
+mean_cd = {kind: sum(e["accuracy"]["countdown3_accuracy"] for e in by_kind[kind]) / len(by_kind[kind])
+           for kind in zoo.ALL_KINDS if by_kind[kind]}
+Markdown("Mean Countdown-3 accuracy over the seeds: " + ", ".join(f"{NAMES[k]} **{v:.1%}** ({len(by_kind[k])} seeds)"
+                                                                 for k, v in mean_cd.items()) + ".")
+
+# %% [markdown]
 # Every checkpoint records the command that rebuilds it (it trains the run from scratch, or
 # resumes one in `.cache/zoo-train`, then publishes the file and its manifest entry):
 

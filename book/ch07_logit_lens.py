@@ -66,7 +66,8 @@ from mechshift_lite.viz import ARM_COLOR, MDM_COLOR
 tok = zoo.tokenizer()
 models = {"ARM": zoo.load("arm", seed=0), "MDM": zoo.load("mdm", seed=0)}
 TASK_NAMES = {"ioi": "IOI", "countdown": "Countdown"}
-pairs = {task: task_pairs(task, tok, n=32, seed=0) for task in TASK_NAMES}
+N_EXAMPLES = 32
+pairs = {task: task_pairs(task, tok, n=N_EXAMPLES, seed=0) for task in TASK_NAMES}
 
 
 lenses = {(name, task): lens.component_lens(model, ml.ModelInputs.from_pairs(model, pairs[task], tok))
@@ -120,7 +121,7 @@ for name in models:
 
 # %% [markdown]
 # The same question for every component at once: the mean logit difference
-# (answer minus distractor) each component writes, averaged over the 32 examples.
+# (answer minus distractor) each component writes, averaged over the examples drawn above.
 
 # %%
 fig, axes = plt.subplots(2, 1, figsize=(10, 5), sharex=True)
@@ -135,7 +136,7 @@ for ax, task in zip(axes, TASK_NAMES):
     ax.set_title(TASK_NAMES[task], fontsize=9)
 axes[0].legend(fontsize=8)
 axes[1].set_xticks(range(len(names)), names, rotation=90, fontsize=8)
-fig.suptitle("Direct effect of each component on answer vs distractor (seed 0, 32 examples)", fontsize=10)
+fig.suptitle(f"Direct effect of each component on answer vs distractor (seed 0, {N_EXAMPLES} examples)", fontsize=10)
 fig.tight_layout()
 
 # %% [markdown]

@@ -194,13 +194,15 @@ Markdown(f"Position-mean ablation of the top {a['n_ablated_position']} component
 # %% [markdown]
 # ## 3. Rewiring along post-training
 #
-# The zoo keeps the seed-0 MDM after 250, 500, 1000, 2000 and 3000 of its 4000 post-training
-# steps; step 0 is the ARM's own weights read as an MDM (bidirectional attention, masked canvas).
-# We attribute each checkpoint on the same pool and compare it with the ARM it started from; the
-# dashed line is the ARM-continued control after the full run. The accuracy of each checkpoint
-# (from the zoo's manifest) is shown beside it.
+# The zoo keeps snapshots of the seed-0 MDM along its post-training (listed below); step 0 is the
+# ARM's own weights read as an MDM (bidirectional attention, masked canvas). We attribute each
+# checkpoint on the same pool and compare it with the ARM it started from; the dashed line is the
+# ARM-continued control after the full run. The accuracy of each checkpoint (from the zoo's
+# manifest) is shown beside it.
 
 # %%
+seed0_mdm = sorted(e["step"] for e in zoo.manifest()["checkpoints"].values() if e["kind"] == "mdm" and e["seed"] == 0)
+print(f"seed 0's MDM at post-training steps {', '.join(map(str, seed0_mdm[:-1]))} and {seed0_mdm[-1]} (the final model)")
 plots.trajectory(result);
 
 # %%

@@ -9,14 +9,15 @@
 # ---
 
 # %% [markdown]
-# # 11. Appendix: the zoo's recipe, and why its MDMs fail Countdown
+# # 11. Appendix: the zoo's recipe, and why the first zoo's MDMs failed Countdown
 #
 # *Runtime: about a minute on a laptop CPU (no GPU needed).*
 #
 # Every comparison in this book assumes that each model *does the task*: a circuit of a model
-# that cannot solve Countdown explains nothing about global planning. This appendix measures how
-# far the shipped zoo is from that, takes the failure apart, and shows the recipe study that
-# looks for a post-training recipe that keeps the ARM's skill.
+# that cannot solve Countdown explains nothing about global planning. The book's first zoo
+# (recipe 0.1.0) failed that test. This appendix takes its failure apart, shows the recipe study
+# that looked for a post-training recipe that keeps the ARM's skill, and checks the zoo the book
+# now ships (recipe 0.2.0, the study's best run) with the same diagnostics.
 #
 # By the end of this appendix you will be able to:
 #
@@ -46,27 +47,27 @@ tok = zoo.tokenizer()
 KIND_NAMES = {"arm": "ARM", "mdm": "MDM", "arm-continued": "ARM-continued"}
 
 # %% [markdown]
-# ## 1. The shipped zoo
+# ## 1. The first zoo
 #
-# The manifest records, for every checkpoint, its accuracies on fresh held-out sets (1000 IOI
-# prompts, 500 Countdown-3 problems), measured on the float16 weights that ship.
+# Seed 0 of the first zoo is kept in the package (`zoo.FIRST_ZOO_DIR`). Its manifest records each
+# checkpoint's accuracies on fresh held-out sets (1000 IOI prompts, 500 Countdown-3 problems),
+# measured on the float16 weights that ship, and the commit whose recipe rebuilds it.
 
 # %%
-finals = sorted((e for e in zoo.manifest()["checkpoints"].values() if e["final"]),
-                key=lambda e: (e["seed"], list(KIND_NAMES).index(e["kind"])))
-rows = ["| seed | model | IOI | Countdown-3 |", "| --- | --- | --- | --- |"]
-for e in finals:
-    m = e["accuracy"]
-    rows.append(f"| {e['seed']} | {KIND_NAMES[e['kind']]} | {m['ioi_accuracy']:.1%} | {m['countdown3_accuracy']:.1%} |")
+FIRST = zoo.FIRST_ZOO_DIR
+first = {e["kind"]: e for e in zoo.manifest(FIRST)["checkpoints"].values()}
+rows = ["| model (recipe 0.1.0, seed 0) | IOI | Countdown-3 |", "| --- | --- | --- |"]
+for kind, name in KIND_NAMES.items():
+    m = first[kind]["accuracy"]
+    rows.append(f"| {name} | {m['ioi_accuracy']:.1%} | {m['countdown3_accuracy']:.1%} |")
 Markdown("\n".join(rows))
 
 # %%
-cd = {kind: [e["accuracy"]["countdown3_accuracy"] for e in finals if e["kind"] == kind] for kind in KIND_NAMES}
+cd = {kind: first[kind]["accuracy"]["countdown3_accuracy"] for kind in KIND_NAMES}
 Markdown(
-    f"Every model solves IOI, but on Countdown-3 the MDMs solve {min(cd['mdm']):.1%} to {max(cd['mdm']):.1%} "
-    f"of the problems, against {min(cd['arm']):.1%} to {max(cd['arm']):.1%} for the ARMs they were "
-    f"post-trained from (and {min(cd['arm-continued']):.1%} to {max(cd['arm-continued']):.1%} for the ARMs "
-    "trained on with their own objective)."
+    f"Every model solves IOI, but on Countdown-3 the first zoo's MDM solves {cd['mdm']:.1%} of the problems, "
+    f"against {cd['arm']:.1%} for the ARM it was post-trained from (and {cd['arm-continued']:.1%} for the ARM "
+    "trained on with its own objective)."
 )
 
 # %% [markdown]
@@ -81,14 +82,14 @@ Markdown(
 
 # %%
 problems = diagnostics.test_problems(200)
-seed0 = {kind: diagnostics.countdown_diagnostics(zoo.load(kind, 0), tok, problems) for kind in KIND_NAMES}
+seed0 = {kind: diagnostics.countdown_diagnostics(zoo.load(kind, 0, zoo_dir=FIRST), tok, problems) for kind in KIND_NAMES}
 LABELS = {
     "exact": "solved exactly", "well_formed": "chain of two equations", "eq1_true": "equation 1 true",
     "ends_at_target": "ends at the target", "first_token": "first token right (probe)",
     "x_digits": "digits of X right, X masked twice (probe)", "x_number": "all of X right (probe)",
     "x_digits_copy": "digits of X right, X visible in eq. 2 (probe)",
 }
-header = "| measure (seed 0, 200 held-out problems) | " + " | ".join(KIND_NAMES.values()) + " |"
+header = "| measure (first zoo, seed 0, 200 held-out problems) | " + " | ".join(KIND_NAMES.values()) + " |"
 lines = [header, "| --- |" + " --- |" * len(KIND_NAMES)]
 for key, label in LABELS.items():
     cells = [f"{seed0[kind][key]:.0%}" if key in seed0[kind] else "–" for kind in KIND_NAMES]
@@ -109,10 +110,11 @@ Markdown(
 # %% [markdown]
 # ## 3. The recipe study
 #
-# Short post-training runs from seed 0's ARM, one change from the shipped recipe each, scored
-# by the same diagnostics every 250 steps. Each run is a variant of the shipped MDM recipe cut to
-# the study's number of steps; its full description is in the `description` column. The study
-# is resumable and still running across sessions: the table shows what has finished.
+# Short post-training runs from the first zoo's seed-0 ARM, one change from its recipe (0.1.0)
+# each, scored by the same diagnostics every 250 steps. Each run is a variant of that MDM recipe
+# cut to the study's number of steps; its full description is in the `description` column, where
+# "shipped" means the first zoo's recipe. The study is resumable: the table shows what has
+# finished.
 # Reproduce (one core, about ten minutes a run):
 #
 # ```bash
@@ -146,22 +148,20 @@ plt.show()
 # %%
 best = study.best(results)
 TARGET = 0.55   # issue 12: an MDM that solves at least 55% of Countdown-3
-start = zoo.manifest()["checkpoints"]["arm-continued-seed0"]["accuracy"]["countdown3_accuracy"]
+start = best["changes"].get("start", "arm")
+started_from = (f"the first zoo's {KIND_NAMES[start]}, which solves {first[start]['accuracy']['countdown3_accuracy']:.0%} "
+                "of the zoo's test set" if start in first else "an ARM the run pre-trained itself")
 display(Markdown(
-    f"The best recipe so far is `{best['run']}` ({best['description']}): {best['metrics']['exact']:.1%} of the "
-    f"study's held-out problems solved at step {best['step']} (the ARM-continued model it starts from solves "
-    f"{start:.0%} of the zoo's test set). "
-    + (f"That is below the {TARGET:.0%} target, so the zoo that ships is not retrained yet: chapters 6 to 9 compare "
-       "models of which only the ARMs solve Countdown." if best["metrics"]["exact"] < TARGET else
-       f"That meets the {TARGET:.0%} target: this recipe is the candidate for the next zoo.")))
+    f"The best recipe is `{best['run']}` ({best['description']}): {best['metrics']['exact']:.1%} of the "
+    f"study's held-out problems solved at step {best['step']}, starting from {started_from}. "
+    + (f"That is below the {TARGET:.0%} target." if best["metrics"]["exact"] < TARGET else
+       f"That meets the {TARGET:.0%} target on the study's problems, so this run's recipe became the zoo's.")))
 
 # %% [markdown]
-# The next zoo's recipe (0.2.0, `mechshift_lite.zoo.build`) is that run's: the same longer-trained
+# The zoo's recipe (0.2.0, `mechshift_lite.zoo.build`) is that run's: the same longer-trained
 # ARM (3000 AR steps, then 4000 more), the same post-training length and Countdown share. It is
 # trained in float32, as that run was, for five seeds, with its ARM-continued control and a
-# from-scratch MDM; the checkpoints are committed to `zoo-next/` one at a time (a multi-session
-# job on two cores) and replace the 0.1.0 zoo when every seed is done. The cell checks that the
-# recipe and the run agree:
+# from-scratch MDM. The cell checks that the recipe and the run agree:
 
 # %%
 from mechshift_lite.zoo import build
@@ -175,7 +175,37 @@ print(f"recipe {build.RECIPE}: ARM {' + '.join(str(st.config.steps) for st in bu
       f"MDM {post.steps} post-training steps, Countdown share {post.countdown_share:.0%} from step {post.countdown_share_from}")
 
 # %% [markdown]
-# ## 4. Scoring a model on outside data
+# ## 4. The zoo that ships, diagnosed
+#
+# Every checkpoint of the 0.2.0 zoo was scored by the same diagnostics when it was published (200
+# held-out problems, in its manifest entry). The mean over the seeds, beside the first zoo's seed 0:
+
+# %%
+finals = [e for e in zoo.manifest()["checkpoints"].values() if e["final"] and e["kind"] in KIND_NAMES]
+lines = ["| measure (200 held-out problems) | " + " | ".join(f"{n}, first zoo (seed 0) | {n}, zoo {build.RECIPE} (mean of seeds)"
+                                                           for n in KIND_NAMES.values()) + " |",
+         "| --- |" + " --- |" * (2 * len(KIND_NAMES))]
+shipped_diag = {kind: [e["diagnostics"] for e in finals if e["kind"] == kind] for kind in KIND_NAMES}
+mean_diag = lambda kind, key: sum(d[key] for d in shipped_diag[kind]) / len(shipped_diag[kind])
+for key in ("exact", "eq1_true", "ends_at_target", "first_token", "x_digits"):
+    cells = [f"{seed0[kind][key]:.0%} | {mean_diag(kind, key):.0%} ({len(shipped_diag[kind])})" for kind in KIND_NAMES]
+    lines.append(f"| {LABELS[key]} | " + " | ".join(cells) + " |")
+Markdown("\n".join(lines))
+
+# %%
+assert seed0["mdm"]["eq1_true"] < mean_diag("mdm", "eq1_true") < mean_diag("arm", "eq1_true")   # what the text says
+assert mean_diag("mdm", "exact") < min(mean_diag("arm", "exact"), mean_diag("arm-continued", "exact"))
+Markdown(
+    f"The longer post-training with Countdown-heavy batches gave back much of the arithmetic: the MDM's "
+    f"equation 1 is true in {mean_diag('mdm', 'eq1_true'):.0%} of its answers (the first zoo's: {seed0['mdm']['eq1_true']:.0%}), "
+    f"and it solves {mean_diag('mdm', 'exact'):.0%} of the problems. It still solves fewer than its ARM "
+    f"({mean_diag('arm', 'exact'):.0%}) and the ARM-continued control ({mean_diag('arm-continued', 'exact'):.0%}), "
+    f"and its equation 1 is still true less often than the ARM's ({mean_diag('arm', 'eq1_true'):.0%}): "
+    "arithmetic is still where it loses problems."
+)
+
+# %% [markdown]
+# ## 5. Scoring a model on outside data
 #
 # `mechshift-lite eval countdown FILE.jsonl --kind mdm --seed 0` reads problems in the HKUNLP /
 # Dream format (`{"input": "15,44,79,50", "output": "44-15=29,79-29=50"}`: the operands, then the

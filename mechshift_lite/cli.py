@@ -95,7 +95,7 @@ def _report(args: argparse.Namespace) -> int:
         path = shipped.write(result, shipped.shipped_key(cfg, args.boot, args.zoo_dir))
         print(f"shipped report written to {path} (commit it)")
     print(table(result))
-    for v in result["verdict"]:
+    for v in result["verdict_paired"]:   # the one verdict rule (verdicts.shift_holds)
         print(("holds:         " if v["holds"] else "does not hold: ") + v["claim"] + "\n               " + v["evidence"])
     print("\n" + summary(result).replace("**", ""))
     if args.out is not None:

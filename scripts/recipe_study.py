@@ -2,7 +2,7 @@
 
 Every run is a variant of the 0.1.0 zoo's MDM recipe (:data:`BASE_POST`, cut to ``--steps``
 post-training steps, cosine schedule over those steps), started from seed 0's 0.1.0 ARM as the
-zoo loader returns it, on the same batches (seed 0). The study chose the 0.2.0 recipe
+zoo loader returns it (``zoo.FIRST_ZOO_DIR``), on the same batches (seed 0). The study chose the 0.2.0 recipe
 (:mod:`mechshift_lite.zoo.build`): its ``arm-long+cd-8k`` run. The width and ARM-length arms first
 pre-train (or load) their own ARM. Every ``--eval-every`` steps the model is scored on held-out
 problems by :func:`mechshift_lite.diagnostics.countdown_diagnostics` (confidence decoder), by IOI
@@ -61,10 +61,10 @@ class Run:
     Attributes:
         name: short id (the run directory and the ``run`` field of the results).
         description: what it changes, in words.
-        post: :class:`TrainConfig` fields that differ from the shipped MDM recipe.
-        start: ``"arm"`` (seed 0's shipped ARM), ``"arm-continued"`` (the shipped control: the same
-            ARM trained 4000 more AR steps), or ``"pretrain"`` (a fresh ARM, see ``arm``/``width``).
-        arm: pre-training fields that differ from the shipped ARM recipe (``start="pretrain"``).
+        post: :class:`TrainConfig` fields that differ from the 0.1.0 MDM recipe (:data:`BASE_POST`).
+        start: ``"arm"`` (seed 0's 0.1.0 ARM), ``"arm-continued"`` (its 0.1.0 control: the same
+            ARM trained 4000 more AR steps), both from ``zoo.FIRST_ZOO_DIR``, or ``"pretrain"`` (a fresh ARM, see ``arm``/``width``).
+        arm: pre-training fields that differ from the 0.1.0 ARM recipe (``start="pretrain"``).
         width: d_model of a fresh ARM (heads of 32 wide, MLP 4x); None = the zoo's shape.
         arm_run: with ``start="pretrain"``, reuse the ARM another run pre-trained (its name).
         steps: post-training steps of this run; None = ``--steps``.
@@ -188,7 +188,7 @@ def start_model(run: Run, args, data, score) -> Transformer:
     """The post-training starting point, as a bidirectional model (pre-training its ARM first if needed)."""
     model = Transformer(model_config(run), attention="bidirectional")
     if run.start in ("arm", "arm-continued"):
-        model.load_state_dict(zoo.load(run.start, seed=SEED).state_dict())
+        model.load_state_dict(zoo.load(run.start, seed=SEED, zoo_dir=zoo.FIRST_ZOO_DIR).state_dict())
         return model
     if run.start != "pretrain":
         raise ValueError(f"run {run.name}: unknown start {run.start!r}")

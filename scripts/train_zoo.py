@@ -3,7 +3,7 @@
 Run one worker per core, e.g. two on a 2-core machine::
 
     for w in 0 1; do
-      OMP_NUM_THREADS=1 TQDM_MININTERVAL=60 nohup .venv/bin/python scripts/train_zoo.py --seeds 0 1 2 \\
+      OMP_NUM_THREADS=1 TQDM_MININTERVAL=60 nohup .venv/bin/python scripts/train_zoo.py \\
           >> .cache/zoo-train/worker$w.log 2>&1 &
     done
 
@@ -120,8 +120,9 @@ def run_job(kind: str, seed: int, tokenizer, data, work_dir: Path, zoo_dir: Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--scratch-seeds", type=int, nargs="*", default=[0], help="seeds of the from-scratch MDM")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(build.SEEDS))
+    parser.add_argument("--scratch-seeds", type=int, nargs="*", default=list(build.SCRATCH_SEEDS),
+                        help="seeds of the from-scratch MDM")
     parser.add_argument("--kinds", nargs="+", default=list(zoo.ALL_KINDS), choices=zoo.ALL_KINDS,
                         help="train only these kinds (e.g. the first ARM alone, with more threads)")
     parser.add_argument("--work-dir", type=Path, default=build.DEFAULT_WORK_DIR)

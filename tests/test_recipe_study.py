@@ -76,6 +76,8 @@ def test_package_table_ranks_unordered_runs_by_their_last_exact_accuracy_and_bes
     assert [line.split("|")[1].strip() for line in lines] == ["b", "a"]   # last exact 0.3 > 0.1
     assert "30.0% (500)" in lines[1]                                      # a's best, not its last
     assert (results.best(rows)["run"], results.best(rows)["step"]) == ("a", 500)   # tie at 0.3: the earlier step
-    with pytest.raises(ValueError, match="no results"):
-        results.best([])
+    pretraining = row("b/arm", 500, 0.9)                                  # an ARM, not a recipe candidate
+    assert results.best([*rows, pretraining])["run"] == "a"
+    with pytest.raises(ValueError, match="no post-training results"):
+        results.best([pretraining])
     assert results.read_results(), "the study's results ship with the package"

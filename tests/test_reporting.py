@@ -127,6 +127,11 @@ def test_summary_compares_by_intervals_and_follows_the_numbers(result):
     assert "below the ARM-ARM-continued" in ioi and "not separable from the overlap of two ARM seeds" in ioi
     o["edge_arm_mdm"] = {"mean": 0.95, "lo": 0.92, "hi": 0.98}
     assert "above the ARM-ARM-continued" in verdicts.summary(changed).split("\n\n")[0]
+    # the count of directions follows the paired verdict rule, not the older unpaired reading
+    for paired, old in ((True, False), (False, True)):
+        changed["verdict_paired"] = [{**v, "holds": paired} for v in result["verdict_paired"]]
+        changed["verdict"] = [{**v, "holds": old} for v in result["verdict"]]
+        assert f"{3 if paired else 0} of the paper's three directions hold" in verdicts.summary(changed)
 
 
 def test_report_command_writes_its_folder_and_refuses_a_foreign_one(fake_zoo, tmp_path, capsys):

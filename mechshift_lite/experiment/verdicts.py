@@ -99,8 +99,9 @@ def summary(result: dict) -> str:
         text += (f", and far above chance ({o['chance_edge']:.3f}). The MDM's early share minus the ARM's is "
                  f"{fmt(d['early_mdm_minus_arm'])}; the ARM-continued control's is {fmt(d['early_armc_minus_arm'])}.")
         lines.append(text)
-    held = sum(v["holds"] for v in result["verdict"])
-    lines.append(f"Of the paper's three directions, {held} hold in this miniature (see the verdict table).")
+    held = sum(v["holds"] for v in result["verdict_paired"])
+    lines.append(f"By the verdict rule (a direction {PAIRED_RULE}), {held} of the paper's three directions "
+                 f"{'holds' if held == 1 else 'hold'} in this miniature (see the verdict table).")
     return "\n\n".join(lines)
 
 

@@ -26,6 +26,10 @@ from ..model import Transformer
 from ..tokenizer import Tokenizer
 
 ZOO_DIR = Path(__file__).resolve().parent
+FIRST_ZOO_DIR = ZOO_DIR / "0.1.0"
+"""Seed 0 of the first zoo (recipe 0.1.0, whose MDMs solve 3-7% of Countdown-3), kept as a zoo folder
+of its own: the recipe study started from its ARM and ARM-continued model, and chapter 11 diagnoses
+why its MDM failed. Its manifest's commands name the commit whose recipe rebuilds them."""
 KINDS: tuple[str, ...] = ("arm", "mdm", "arm-continued")
 """The kinds every seed has and the report compares."""
 ALL_KINDS: tuple[str, ...] = (*KINDS, "mdm-scratch")

@@ -69,6 +69,10 @@ POST_STEPS = 8000
 POST_OPTIONS: dict[str, Any] = {"countdown_share": 0.9, "countdown_share_from": 250}
 SNAPSHOTS: tuple[int, ...] = (125, 250, 500, 1000, 2000, 4000)  # seed 0's MDM: log-spaced; step 0 is the ARM itself
 SNAPSHOT_SEEDS: tuple[int, ...] = (0,)
+SEEDS: tuple[int, ...] = (0, 1, 2, 3, 4)
+"""The seeds the zoo holds of every kind in :data:`~mechshift_lite.zoo.KINDS`."""
+SCRATCH_SEEDS: tuple[int, ...] = (0,)
+"""The seeds of the from-scratch MDM."""
 N_TRAIN = 100_000
 EVAL_SIZES = {"n_ioi": 1000, "n_countdown": 500, "seed": accuracy.TEST_SEED}
 TRAIN_EVAL_SIZES = {"n_ioi": 200, "n_countdown": 200, "seed": accuracy.TEST_SEED + 1}

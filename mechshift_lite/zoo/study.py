@@ -41,11 +41,23 @@ def curves(results: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     return runs
 
 
-def best(results: list[dict[str, Any]]) -> dict[str, Any]:
+def is_post_training(row: dict[str, Any]) -> bool:
+    """Whether ``row`` scores an MDM post-training run; a run's own ARM pre-training is recorded as
+    ``"<run>/arm"`` and is not a recipe candidate."""
+    return "/" not in row["run"]
+
+
+def highest(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The row with the highest exact accuracy (the earlier step on a tie)."""
-    if not results:
-        raise ValueError("no results: run scripts/recipe_study.py first")
-    return max(results, key=lambda r: (r["metrics"]["exact"], -r["step"]))
+    return max(rows, key=lambda r: (r["metrics"]["exact"], -r["step"]))
+
+
+def best(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best recipe candidate: :func:`highest` of the post-training rows (:func:`is_post_training`)."""
+    rows = [r for r in results if is_post_training(r)]
+    if not rows:
+        raise ValueError("no post-training results: run scripts/recipe_study.py first")
+    return highest(rows)
 
 
 def table(results: list[dict[str, Any]], order: Sequence[str] = ()) -> str:
@@ -64,7 +76,7 @@ def table(results: list[dict[str, Any]], order: Sequence[str] = ()) -> str:
              "| --- | ---: | " + " | ".join("---:" for _ in COLUMNS) + " | ---: | --- |"]
     for name in sorted(runs, key=rank):
         rows = runs[name]
-        last, top = rows[-1], best(rows)
+        last, top = rows[-1], highest(rows)
         cells = [f"{last['metrics'][k]:.1%}" if k in last["metrics"] else "–" for k, _ in COLUMNS]
         lines.append(f"| {name} | {last['step']}/{last['steps']} | " + " | ".join(cells)
                      + f" | {top['metrics']['exact']:.1%} ({top['step']}) | {last['description']} |")
