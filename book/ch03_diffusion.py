@@ -634,7 +634,7 @@ for e in trajectory:
 # %%
 NAMES = {"arm": "ARM", "mdm": "MDM", "arm-continued": "ARM-continued", "mdm-scratch": "MDM from scratch"}
 seeds = sorted({seed for _, seed in finals})
-by_kind = {kind: [finals[kind, s] for s in seeds if (kind, s) in finals] for kind in zoo.ALL_KINDS}
+by_kind = {kind: zoo.finals(kind) for kind in zoo.ALL_KINDS}
 minutes = lambda e: "–" if e["wall_time_s"] is None else f"{e['wall_time_s'] / 60:.0f}"
 rows = []
 for kind, entries in by_kind.items():

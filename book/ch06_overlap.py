@@ -250,8 +250,7 @@ Markdown(f"1. draw {cfg.n_problems} held-out problems per task and keep the **co
              for task, t in result["tasks"].items()))
 
 # %%
-solved = {kind: [e["accuracy"]["countdown3_accuracy"] for e in zoo.manifest()["checkpoints"].values() if e["final"] and e["kind"] == kind]
-          for kind in zoo.KINDS}
+solved = {kind: [e["accuracy"]["countdown3_accuracy"] for e in zoo.finals(kind)] for kind in zoo.KINDS}
 mean_solved = {kind: sum(v) / len(v) for kind, v in solved.items()}
 Markdown("The accuracies here are of the decision the attribution explains: the *first* answer token at the readout "
          "(on Countdown, of both prompts of the pair). The Countdown problems were chosen so that this first move needs "

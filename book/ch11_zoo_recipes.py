@@ -181,11 +181,10 @@ print(f"recipe {build.RECIPE}: ARM {' + '.join(str(st.config.steps) for st in bu
 # held-out problems, in its manifest entry). The mean over the seeds, beside the first zoo's seed 0:
 
 # %%
-finals = [e for e in zoo.manifest()["checkpoints"].values() if e["final"] and e["kind"] in KIND_NAMES]
 lines = ["| measure (200 held-out problems) | " + " | ".join(f"{n}, first zoo (seed 0) | {n}, zoo {build.RECIPE} (mean of seeds)"
                                                            for n in KIND_NAMES.values()) + " |",
          "| --- |" + " --- |" * (2 * len(KIND_NAMES))]
-shipped_diag = {kind: [e["diagnostics"] for e in finals if e["kind"] == kind] for kind in KIND_NAMES}
+shipped_diag = {kind: [e["diagnostics"] for e in zoo.finals(kind)] for kind in KIND_NAMES}
 mean_diag = lambda kind, key: sum(d[key] for d in shipped_diag[kind]) / len(shipped_diag[kind])
 for key in ("exact", "eq1_true", "ends_at_target", "first_token", "x_digits"):
     cells = [f"{seed0[kind][key]:.0%} | {mean_diag(kind, key):.0%} ({len(shipped_diag[kind])})" for kind in KIND_NAMES]
@@ -205,9 +204,9 @@ Markdown(
 )
 
 # %%
-scratch = [e for e in zoo.manifest()["checkpoints"].values() if e["kind"] == "mdm-scratch" and e["final"]]
+scratch = zoo.finals("mdm-scratch")
 steps = lambda e: sum(stage["train_config"]["steps"] for stage in e["stages"])
-post_trained = [e for e in finals if e["kind"] == "mdm"]
+post_trained = zoo.finals("mdm")
 # what the text says: the same budget as the ARM and its post-training, and fewer problems solved than every post-trained MDM
 assert all(steps(e) == steps(post_trained[0]) for e in scratch)
 assert all(e["diagnostics"]["exact"] < min(m["diagnostics"]["exact"] for m in post_trained) for e in scratch)

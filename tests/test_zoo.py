@@ -159,3 +159,11 @@ def test_fp16_sha256_of_a_shipped_file_is_its_manifest_sha256():
     e = zoo.entry("arm", 0)
     path = zoo.ZOO_DIR / e["file"]
     assert build.fp16_sha256(path) == e["sha256"] == zoo.file_sha256(path)
+
+
+def test_finals_lists_each_seeds_final_checkpoint_by_seed(tmp_path):
+    zoo_dir = fake_zoo(tmp_path, entries=(("mdm", 1, None), ("mdm", 0, 50), ("mdm", 0, None), ("arm", 0, None)))
+    assert [(e["seed"], e["final"]) for e in zoo.finals("mdm", zoo_dir)] == [(0, True), (1, True)]   # no snapshot
+    assert zoo.finals("mdm-scratch", zoo_dir) == []
+    with pytest.raises(ValueError, match="unknown zoo kind"):
+        zoo.finals("mdm-seed0", zoo_dir)

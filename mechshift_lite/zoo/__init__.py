@@ -67,6 +67,14 @@ def tokenizer(zoo_dir: str | Path = ZOO_DIR) -> Tokenizer:
     return Tokenizer.load(Path(zoo_dir) / "tokenizer.json")
 
 
+def finals(kind: str, zoo_dir: str | Path = ZOO_DIR) -> list[dict[str, Any]]:
+    """The manifest entries of ``kind``'s final checkpoints, one per seed, sorted by seed."""
+    if kind not in ALL_KINDS:
+        raise ValueError(f"unknown zoo kind {kind!r}; the zoo has {ALL_KINDS}")
+    entries = [e for e in manifest(zoo_dir)["checkpoints"].values() if e["kind"] == kind and e["final"]]
+    return sorted(entries, key=lambda e: e["seed"])
+
+
 def entry(kind: str, seed: int = 0, step: int | None = None, zoo_dir: str | Path = ZOO_DIR) -> dict[str, Any]:
     """The manifest entry of one checkpoint; ``step=None`` is the final one. Clear errors listing what exists."""
     if kind not in ALL_KINDS:
