@@ -231,9 +231,11 @@ explorers.overlap_explorer({"ARM": arm_scores, "MDM": mdm_scores, "ARM-continued
 result = ml.report(progress=False)
 seeds = result["seeds"]
 blind = result["tasks"]["countdown"]["pool"]["target_blind"]
-blind_any = target_blind_rates(task_pairs("countdown", tok, cfg.n_problems, cfg.data_seed, countdown_selection="any"))
-Markdown(f"1. draw {cfg.n_problems} held-out problems per task and keep the **common-correct pool**: the problems that "
-         f"*every* model (ARM, MDM, ARM-continued, all {len(seeds)} seeds) answers correctly, so that all circuits "
+blind_any = target_blind_rates(task_pairs("countdown", tok, cfg.problems("countdown"), cfg.data_seed, countdown_selection="any"))
+cd_pool = result["tasks"]["countdown"]["pool"]
+Markdown(f"1. draw held-out problems ({cfg.problems('ioi')} IOI, {cfg.problems('countdown')} Countdown, of which only "
+         f"{cd_pool['n_common_correct'] / cd_pool['n_drawn']:.0%} survive the filter) and keep the **common-correct pool**: "
+         f"the problems that *every* model (ARM, MDM, ARM-continued, all {len(seeds)} seeds) answers correctly, so that all circuits "
          f"explain the same, successful behaviour. On Countdown a pair counts as right only when the model gets "
          f"*both* its decisions: the clean answer's first token on the clean prompt and the corrupted answer's on the "
          f"corrupted one; and its problems are **{cfg.countdown_selection}**: no rule that ignores the target predicts "

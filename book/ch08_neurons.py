@@ -187,7 +187,8 @@ Markdown("The paper's picture predicts a lower selectivity and a higher breadth 
 # Two medians of different populations compare the layers as wholes. But the MDM is post-trained
 # *from* the ARM, so neuron $i$ of the MDM started as neuron $i$ of the ARM: we can take, for every
 # neuron, the difference MDM - ARM of its selectivity and of its breadth on the same positions,
-# and report the median difference (`neurons.paired_medians`). The ARM-continued control gets the
+# and report the mean difference (`neurons.paired_mean_differences`; a mean, not a median, for a
+# reason the numbers below show). The ARM-continued control gets the
 # same treatment (ARMc - ARM). Besides all neurons, the report takes the most active ones, chosen
 # *symmetrically* (`neurons.symmetric_top_neurons`: the largest mean of the two models' activation
 # variances), so that the choice favours neither model. Here the bootstrap resamples the seeds,
@@ -200,9 +201,16 @@ def paired_row(label, key):
                                          for suffix in ("", "_top") for other in ("mdm", "armc")) + " |"
 
 
-Markdown(f"| median per-neuron difference (MLP {n['layer']}) | MDM - ARM, all | ARMc - ARM, all | "
+Markdown(f"| mean per-neuron difference (MLP {n['layer']}) | MDM - ARM, all | ARMc - ARM, all | "
          f"MDM - ARM, top {n['n_top_neurons']} | ARMc - ARM, top {n['n_top_neurons']} |\n|---|---|---|---|---|\n"
          + paired_row("selectivity", "selectivity") + "\n" + paired_row("breadth", "breadth"))
+
+# %%
+Markdown(f"Why a mean: {n['tied_selectivity_armc']:.0%} of the layer's neurons have *exactly* the ARM's selectivity "
+         f"in the ARM-continued model, and {n['tied_selectivity_mdm']:.0%} in the MDM (mean over seeds; a neuron "
+         "that fires positively for one category only, for example, has selectivity 1 in both). With that many exact ties, "
+         "the median of the per-neuron differences can sit on zero whatever the other neurons do; the mean "
+         "cannot (`tests/test_neurons.py` checks both on a known answer).")
 
 # %%
 def paired_reading(key, sign, suffix=""):

@@ -25,8 +25,8 @@
 #
 # By the end of this chapter you will be able to:
 #
-# - attribute an MDM at diffusion step $k$ with clean and corrupted canvases that share the
-#   committed tokens;
+# - attribute an MDM at diffusion step $k$, each canvas holding the tokens the model itself
+#   commits for its prompt;
 # - run a targeted ablation against a random control;
 # - follow a circuit statistic along post-training checkpoints, next to accuracy.
 
@@ -58,8 +58,9 @@ tok = zoo.tokenizer()
 # (one per step, the most confident first), and the rest stays masked. Two details make the
 # comparison across steps fair:
 #
-# - the corrupted canvas gets *the same tokens at the same positions*, so clean and corrupted
-#   differ only in the prompt: the attribution explains the prompt's effect in that diffusion state;
+# - the corrupted canvas keeps *the same positions masked*, but holds the tokens the model commits
+#   when it decodes the corrupted prompt: each canvas is one the model would really reach, and the
+#   corrupted one never holds tokens that give the clean target away;
 # - the first answer slot, whose prediction the metric reads, is never committed: decoding goes on
 #   around it, so every step explains the same decision.
 #
@@ -73,7 +74,7 @@ mdm = zoo.load("mdm", seed=0)
 cd_pairs = task_pairs("countdown", tok, n=4, seed=0)
 show = lambda ids: tok.decode(ids.tolist()).replace("[MASK]", "_")   # _ = [MASK]
 for k in [0] + result["tasks"]["countdown"]["diffusion_steps"]["steps"]:
-    inputs = ml.ModelInputs.from_pairs(mdm, cd_pairs, tok, step=k)
+    inputs = ml.ModelInputs.from_pairs(mdm, cd_pairs, tok, step=k, corrupted_commits="own")
     print(f"step {k:2d} clean    : {show(inputs.clean_ids[0])}")
 print(f"step {k:2d} corrupted: {show(inputs.corrupted_ids[0])}")
 
@@ -87,23 +88,24 @@ Markdown("| task | step | top-K component overlap with step 0 | edge Jaccard wit
     for k, c, e in zip(*(result["tasks"][task]["diffusion_steps"][key] for key in ("steps", "component_overlap", "edge_overlap")))))
 
 # %% [markdown]
-# Copying the clean run's commits into the corrupted canvas keeps the two canvases alike, but it is
-# not what the model would do: run on the corrupted prompt, the MDM would commit *its own* tokens.
-# The report repeats the attribution with the corrupted canvas holding the model's own commits, and
-# measures what the canvases hold (`experiment.analyses.commit_analysis`): the share of committed
-# answer slots that are `[PAD]`, and the metric (logit difference, answer - distractor) on the clean
-# canvas and on each corrupted one.
+# Why not simply copy the clean run's commits into the corrupted canvas? It would keep the two
+# canvases alike, but it is not a state the model reaches from the corrupted prompt, and on
+# Countdown the copied tokens (the equation that ends at the clean target) give the clean answer
+# away. The report measures what the canvases hold (`experiment.analyses.commit_analysis`): the
+# share of committed answer slots that are `[PAD]`, and the metric (logit difference, answer -
+# distractor) on the clean canvas, on the corrupted canvas with the model's own commits (the one
+# attributed) and on the copied canvas (measured only, never attributed).
 
 # %%
 def commits_table(task):
-    own, c = result["tasks"][task]["diffusion_steps_own"], result["tasks"][task]["diffusion_commits"]
-    return "\n".join(f"| {TASK_NAMES[task]} | {k} | {fmt(comp)} | {pad:.0%} | {clean:.2f} | {copied:.2f} | {mine:.2f} |"
-                     for k, comp, pad, clean, copied, mine in zip(c["steps"], own["component_overlap"], c["pad_share"], c["metric_clean"],
-                                                                   c["metric_corrupted_clean"], c["metric_corrupted_own"]))
+    c = result["tasks"][task]["diffusion_commits"]
+    return "\n".join(f"| {TASK_NAMES[task]} | {k} | {pad:.0%} | {clean:.2f} | {mine:.2f} | {copied:.2f} |"
+                     for k, pad, clean, copied, mine in zip(c["steps"], c["pad_share"], c["metric_clean"],
+                                                            c["metric_corrupted_clean"], c["metric_corrupted_own"]))
 
 
-Markdown("| task | step | top-K overlap with step 0, own commits | committed slots that are `[PAD]` | metric, clean | "
-         "metric, corrupted with the clean commits | metric, corrupted with its own commits |\n|---|---|---|---|---|---|---|\n"
+Markdown("| task | step | committed slots that are `[PAD]` | metric, clean | "
+         "metric, corrupted with its own commits | metric, corrupted with the clean commits copied |\n|---|---|---|---|---|---|\n"
          + "\n".join(commits_table(task) for task in TASK_NAMES) + "\n\n"
          + " ".join(f"In free confidence decoding the {TASK_NAMES[task]} MDM commits the explained (first answer) slot at step "
                     f"{c['explained_commit_step']['mean']:.1f} on average (median {c['explained_commit_step']['median']:.0f})."

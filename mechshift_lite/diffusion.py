@@ -382,9 +382,32 @@ def masked_state(
     predictions, not the reference answer in ``ids``. ``hold`` (``[B, P]`` bool) marks slots that
     stay masked, e.g. the answer token the attribution explains.
     """
-    if step < 0:
-        raise ValueError(f"step must be >= 0; got {step}")
-    return confidence_sample(
-        model, ids, answer_start, mask_id,
-        tokens_per_step=tokens_per_step, block_length=block_length, max_steps=step, hold=hold,
-    ).ids
+    return masked_states(model, ids, answer_start, [step], mask_id, tokens_per_step=tokens_per_step,
+                         block_length=block_length, hold=hold)[step]
+
+
+def masked_states(
+    model: Transformer,
+    ids: Tensor,
+    answer_start: Tensor,
+    steps: Sequence[int],
+    mask_id: int,
+    *,
+    tokens_per_step: int = 1,
+    block_length: int | None = None,
+    hold: Tensor | None = None,
+) -> dict[int, Tensor]:
+    """:func:`masked_state` at several ``steps`` from one decoding: ``{step: [B, P] ids}``.
+
+    The argmax decoding is deterministic, so its state after ``k`` steps is the same whether it
+    stops there or goes on: one run to ``max(steps)`` that keeps the states it passes gives every
+    step for the price of the longest (a decoding that finishes early keeps its final state).
+    """
+    steps = sorted(set(steps))
+    if not steps or steps[0] < 0:
+        raise ValueError(f"steps must be a non-empty list of integers >= 0; got {steps}")
+    history = confidence_sample(
+        model, ids, answer_start, mask_id, tokens_per_step=tokens_per_step, block_length=block_length,
+        max_steps=steps[-1], hold=hold, output_history=True,
+    ).history
+    return {k: history[min(k, len(history) - 1)] for k in steps}

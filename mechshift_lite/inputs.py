@@ -26,7 +26,7 @@ every model, thanks to the shift):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
@@ -98,23 +98,43 @@ class ModelInputs:
         (``corrupted_commits``: ``"clean"`` or ``"own"``, what the corrupted canvas holds at ``step > 0``)."""
         if corrupted_commits not in CORRUPTED_COMMITS:
             raise ValueError(f"corrupted_commits must be one of {CORRUPTED_COMMITS}; got {corrupted_commits!r}")
-        readout = {"readout_pos": pairs.readout_pos, "answer_ids": pairs.answer_ids, "distractor_ids": pairs.distractor_ids}
         if model.attention == "causal":
-            return cls(pairs.clean_ids, pairs.corrupted_ids, pairs.attention_mask, "causal", **readout)
+            return cls(pairs.clean_ids, pairs.corrupted_ids, pairs.attention_mask, "causal", **_readout(pairs))
+        return cls.diffusion_views(model, pairs, tokenizer, [step], (corrupted_commits,))[step, corrupted_commits]
+
+    @classmethod
+    def diffusion_views(cls, model: Transformer, pairs: "TaskPairs", tokenizer: "Tokenizer", steps: Sequence[int],
+                        corrupted_commits: Sequence[str] = CORRUPTED_COMMITS) -> "dict[tuple[int, str], ModelInputs]":
+        """An MDM's views of the pairs at several diffusion ``steps``: ``{(step, commits): inputs}``,
+        each equal to :meth:`from_pairs` ``(model, pairs, tokenizer, step, commits)``.
+
+        The clean canvas of every step comes from one decoding (:func:`~mechshift_lite.diffusion.masked_states`),
+        shared by both kinds of corrupted canvas; the ``"own"`` corrupted canvas needs a decoding per
+        step (the slots it may fill are the ones the clean run committed by then).
+        """
+        unknown = set(corrupted_commits) - set(CORRUPTED_COMMITS)
+        if unknown:
+            raise ValueError(f"corrupted_commits must be among {CORRUPTED_COMMITS}; got {sorted(unknown)}")
+        if model.attention == "causal":
+            raise ValueError("diffusion_views reads a masked diffusion model's canvas; this model is causal (an ARM)")
         canvas = pairs.to_mdm(tokenizer)
-        clean, corrupted = canvas.clean_ids, canvas.corrupted_ids
-        if step > 0:
-            answer_start = pairs.readout_pos + 1
-            slots = torch.arange(clean.shape[1])[None, :]
-            explained = slots == answer_start[:, None]          # the token the metric reads stays masked
-            clean = diffusion.masked_state(model, clean, answer_start, step, tokenizer.mask_id, hold=explained)
-            in_answer = slots >= answer_start[:, None]
-            if corrupted_commits == "clean":
-                corrupted = torch.where(in_answer, clean, corrupted)
-            else:   # the model's own commits for the corrupted prompt, at the slots the clean run committed
-                still_masked = in_answer & (clean == tokenizer.mask_id)
-                corrupted = diffusion.masked_state(model, corrupted, answer_start, step, tokenizer.mask_id, hold=still_masked)
-        return cls(clean, corrupted, None, "bidirectional", **readout)
+        answer_start = pairs.readout_pos + 1
+        slots = torch.arange(canvas.clean_ids.shape[1])[None, :]
+        explained = slots == answer_start[:, None]          # the token the metric reads stays masked
+        in_answer = slots >= answer_start[:, None]
+        cleans = diffusion.masked_states(model, canvas.clean_ids, answer_start, steps, tokenizer.mask_id, hold=explained)
+        views = {}
+        for step in steps:
+            clean = cleans[step] if step > 0 else canvas.clean_ids
+            for commits in corrupted_commits:
+                corrupted = canvas.corrupted_ids
+                if step > 0 and commits == "clean":
+                    corrupted = torch.where(in_answer, clean, corrupted)
+                elif step > 0:   # the model's own commits for the corrupted prompt, at the slots the clean run committed
+                    still_masked = in_answer & (clean == tokenizer.mask_id)
+                    corrupted = diffusion.masked_state(model, corrupted, answer_start, step, tokenizer.mask_id, hold=still_masked)
+                views[step, commits] = cls(clean, corrupted, None, "bidirectional", **_readout(pairs))
+        return views
 
     # ----- examples ---------------------------------------------------------------------------
     @property
@@ -208,3 +228,7 @@ def clean_input(input_ids, attention_mask=None, attention=None) -> tuple[Tensor,
     if attention_mask is not None or attention is not None:
         raise ValueError("a ModelInputs carries its own attention_mask and attention: do not pass them as well")
     return input_ids.clean_ids, input_ids.attention_mask, input_ids.attention
+
+
+def _readout(pairs: "TaskPairs") -> dict[str, Tensor]:
+    return {"readout_pos": pairs.readout_pos, "answer_ids": pairs.answer_ids, "distractor_ids": pairs.distractor_ids}

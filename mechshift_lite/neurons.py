@@ -11,9 +11,11 @@ Definitions (ours; the paper shows plots without defining a statistic):
   specialised); 0 = equally for all (broad). Neurons that never fire positively get NaN.
 * **breadth** of a neuron, in [0, 1]: the fraction of real positions where its activation exceeds
   half of its maximum over the dataset. Low = it fires on few tokens.
-* **paired neuron comparison** (issue 11, :func:`paired_medians`): an MDM keeps its ARM's weights,
-  so neuron ``i`` of one is neuron ``i`` of the other. The comparison is the median over neurons of
-  the per-neuron difference (MDM - ARM) of selectivity or breadth, on the same positions, over
+* **paired neuron comparison** (issue 11, :func:`paired_mean_differences`): an MDM keeps its ARM's
+  weights, so neuron ``i`` of one is neuron ``i`` of the other. The comparison is the mean over
+  neurons of the per-neuron difference (MDM - ARM) of selectivity or breadth, on the same positions
+  (a mean, not a median: many neurons have exactly the same selectivity in both models, often 1.0,
+  and a median of differences then sits on that point mass at 0 whatever the others do), over
   neurons chosen by a criterion symmetric in the two models: all of them, or the ``k`` with the
   largest *mean of the two models'* activation variances (choosing by one model's variance makes
   the other look broader by regression to the mean).
@@ -111,17 +113,30 @@ def symmetric_top_neurons(acts_a: Tensor, acts_b: Tensor, k: int, attention_mask
     return ((flat(acts_a).var(0) + flat(acts_b).var(0)) / 2).topk(k).indices
 
 
-def paired_medians(acts_a: Tensor, acts_b: Tensor, categories: Tensor, n_categories: int, neurons: Tensor | None = None) -> dict[str, float]:
-    """Median over ``neurons`` (None: all) of the per-neuron differences ``b - a`` of selectivity
-    (neurons where both are defined) and of breadth, on the same positions.
+def neuron_statistics(acts: Tensor, categories: Tensor, n_categories: int) -> tuple[Tensor, Tensor]:
+    """Every neuron's selectivity and breadth, ``([d_mlp], [d_mlp])``, on the categorised positions.
 
-    ``acts_*``: ``[batch, pos, d_mlp]``; ``categories``: ``[batch, pos]`` (``-1``: not a real token,
+    ``acts``: ``[batch, pos, d_mlp]``; ``categories``: ``[batch, pos]`` (``-1``: not a real token,
     left out of the profile and of the breadth).
     """
-    real = (categories >= 0).long()
+    return (selectivity(category_profile(acts, categories, n_categories)),
+            breadth(acts, (categories >= 0).long()))
+
+
+def mean_differences(stats_a: tuple[Tensor, Tensor], stats_b: tuple[Tensor, Tensor], neurons: Tensor | None = None) -> dict[str, float]:
+    """Mean over ``neurons`` (None: all) of the per-neuron differences ``b - a`` of selectivity
+    (neurons where both are defined) and of breadth; ``stats_*`` from :func:`neuron_statistics`."""
     pick = (lambda v: v) if neurons is None else (lambda v: v[neurons])
-    sel = [pick(selectivity(category_profile(a, categories, n_categories))) for a in (acts_a, acts_b)]
-    both = ~(sel[0].isnan() | sel[1].isnan())
-    diff_sel = (sel[1] - sel[0])[both]
-    diff_brd = pick(breadth(acts_b, real)) - pick(breadth(acts_a, real))
-    return {"selectivity": float(diff_sel.median()) if len(diff_sel) else float("nan"), "breadth": float(diff_brd.median())}
+    (sel_a, brd_a), (sel_b, brd_b) = ((pick(sel), pick(brd)) for sel, brd in (stats_a, stats_b))
+    both = ~(sel_a.isnan() | sel_b.isnan())
+    diff_sel = (sel_b - sel_a)[both]
+    return {"selectivity": float(diff_sel.mean()) if len(diff_sel) else float("nan"), "breadth": float((brd_b - brd_a).mean())}
+
+
+def paired_mean_differences(acts_a: Tensor, acts_b: Tensor, categories: Tensor, n_categories: int,
+                            neurons: Tensor | None = None) -> dict[str, float]:
+    """Mean over ``neurons`` (None: all) of the per-neuron differences ``b - a`` of selectivity
+    (neurons where both are defined) and of breadth, on the same positions (:func:`neuron_statistics`,
+    :func:`mean_differences`)."""
+    return mean_differences(neuron_statistics(acts_a, categories, n_categories),
+                            neuron_statistics(acts_b, categories, n_categories), neurons)

@@ -224,6 +224,24 @@ def test_held_slots_stay_masked_while_decoding_goes_on_around_them():
     assert (state[hold] == MASK).all() and ((state != MASK) & region).sum(1).tolist() == [2] * 3
 
 
+def test_masked_states_from_one_decoding_equal_decodings_stopped_at_each_step():
+    """Ground truth: an independent decoding that stops after k steps, for every k (also past the end, with a hold)."""
+    model = tiny_model()
+    ids, start = random_ids(3), torch.tensor([3, 4, 5])
+    hold = torch.zeros(3, P, dtype=torch.bool)
+    hold[torch.arange(3), start] = True
+    for held in (None, hold):
+        states = diffusion.masked_states(model, ids, start, [3, 0, 1, 3, 100], MASK, hold=held)
+        assert sorted(states) == [0, 1, 3, 100]
+        for k, state in states.items():
+            stopped = diffusion.confidence_sample(model, ids, start, MASK, max_steps=k, hold=held).ids
+            assert torch.equal(state, stopped), k
+    with pytest.raises(ValueError, match="steps"):
+        diffusion.masked_states(model, ids, start, [], MASK)
+    with pytest.raises(ValueError, match="steps"):
+        diffusion.masked_state(model, ids, start, -1, MASK)
+
+
 def test_samplers_reject_an_answer_start_at_bos():
     with pytest.raises(ValueError, match="answer_start"):
         diffusion.confidence_sample(tiny_model(), random_ids(1), torch.tensor([0]), MASK)

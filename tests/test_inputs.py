@@ -77,6 +77,32 @@ def test_later_steps_keep_what_earlier_steps_committed(pairs, mdm, task):
     assert ((later.clean_ids != TOK.mask_id) & ~kept).sum() == 2 * len(p)
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_diffusion_views_of_several_steps_equal_each_step_decoded_on_its_own(pairs, mdm, task):
+    """Ground truth: each canvas decoded alone with diffusion.masked_state, as the definition reads."""
+    p = pairs[task]
+    views = ModelInputs.diffusion_views(mdm, p, TOK, [0, 2, 5])
+    assert sorted(views) == [(k, c) for k in (0, 2, 5) for c in ("clean", "own")]
+    canvas, start = p.to_mdm(TOK), p.readout_pos + 1
+    slots = torch.arange(CANVAS)[None]
+    for (step, commits), view in views.items():
+        if step == 0:
+            assert torch.equal(view.clean_ids, canvas.clean_ids) and torch.equal(view.corrupted_ids, canvas.corrupted_ids)
+            continue
+        clean = ml.diffusion.masked_state(mdm, canvas.clean_ids, start, step, TOK.mask_id, hold=slots == start[:, None])
+        assert torch.equal(view.clean_ids, clean)
+        if commits == "clean":
+            expected = torch.where(slots >= start[:, None], clean, canvas.corrupted_ids)
+        else:
+            still = (slots >= start[:, None]) & (clean == TOK.mask_id)
+            expected = ml.diffusion.masked_state(mdm, canvas.corrupted_ids, start, step, TOK.mask_id, hold=still)
+        assert torch.equal(view.corrupted_ids, expected), (step, commits)
+    with pytest.raises(ValueError, match="causal"):
+        ModelInputs.diffusion_views(Transformer(CFG, "causal").init_weights(0), p, TOK, [1])
+    with pytest.raises(ValueError, match="corrupted_commits"):
+        ModelInputs.diffusion_views(mdm, p, TOK, [1], ("leaked",))
+
+
 def test_committed_tokens_depend_on_the_model(pairs):
     p = pairs["countdown"]
     a, b = (ModelInputs.from_pairs(Transformer(CFG, "bidirectional").init_weights(s), p, TOK, step=6) for s in (1, 2))

@@ -72,10 +72,10 @@ def test_reliability_table_shows_the_ceilings_beside_the_overlaps(result):
     assert text.count("countdown") == 3 and text.count("ioi") == 3
 
 
-def test_diffusion_steps_with_own_commits_and_what_each_step_commits_are_reported(result):
+def test_diffusion_steps_and_what_each_step_commits_are_reported(result):
     t = result["tasks"]["countdown"]
-    own, commits = t["diffusion_steps_own"], t["diffusion_commits"]
-    assert own["steps"] == commits["steps"] == t["diffusion_steps"]["steps"]
-    assert len(own["component_overlap"]) == len(own["steps"])
+    steps, commits = t["diffusion_steps"], t["diffusion_commits"]
+    assert steps["steps"] == commits["steps"] and "diffusion_steps_own" not in t
+    assert len(steps["component_overlap"]) == len(steps["edge_overlap"]) == len(steps["steps"])
     assert all(0 <= x <= 1 for x in commits["pad_share"])
     assert commits["explained_commit_step"]["median"] >= 0

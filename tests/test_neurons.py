@@ -59,12 +59,24 @@ def test_symmetric_top_neurons_do_not_depend_on_which_model_is_first():
     assert 4 not in neurons.top_neurons(a, 1).tolist()
 
 
-def test_paired_medians_are_zero_for_the_same_model_and_find_a_sharpened_neuron():
+def test_paired_mean_differences_are_zero_for_the_same_model_and_find_a_sharpened_neuron():
     cats = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3, -1]])
     a = torch.ones(1, 9, 2)                           # both neurons fire equally for every category
-    assert neurons.paired_medians(a, a.clone(), cats, 4) == {"selectivity": 0.0, "breadth": 0.0}
+    assert neurons.paired_mean_differences(a, a.clone(), cats, 4) == {"selectivity": 0.0, "breadth": 0.0}
     b = a.clone()
     b[0, :, 0] = (cats[0] == 0).float()              # neuron 0 now fires for category 0 only
-    medians = neurons.paired_medians(a, b, cats, 4, neurons=torch.tensor([0]))
-    assert medians["selectivity"] == pytest.approx(1.0)
-    assert medians["breadth"] == pytest.approx(2 / 8 - 1.0)     # exceeds half its max on 2 of 8 real positions
+    means = neurons.paired_mean_differences(a, b, cats, 4, neurons=torch.tensor([0]))
+    assert means["selectivity"] == pytest.approx(1.0)
+    assert means["breadth"] == pytest.approx(2 / 8 - 1.0)     # exceeds half its max on 2 of 8 real positions
+
+
+def test_paired_mean_differences_do_not_collapse_on_tied_neurons():
+    """Two of three neurons are unchanged (difference exactly 0, as the ~10% of MLP-0 neurons with
+    selectivity 1.0 in both zoo models): the median difference would be 0; the mean is a third of the shift."""
+    cats = torch.tensor([[0, 1, 2, 3, 0, 1, 2, 3]])
+    a = torch.ones(1, 8, 3)
+    b = a.clone()
+    b[0, :, 0] = (cats[0] == 0).float()
+    means = neurons.paired_mean_differences(a, b, cats, 4)
+    assert means["selectivity"] == pytest.approx(1.0 / 3)
+    assert means["breadth"] == pytest.approx((2 / 8 - 1.0) / 3)

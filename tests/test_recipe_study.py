@@ -25,7 +25,7 @@ def test_every_run_is_the_first_zoo_recipe_but_for_what_it_names():
     assert not base.post and base.start == "arm"
     varied = {k for r in study.RUNS for k in r.post}
     assert set(STUDY_OPTIONS) | {"lr", "warmup"} <= varied  # every new option and the learning-rate schedule
-    assert {r.start for r in study.RUNS} == {"arm", "arm-continued", "pretrain"}  # ARM length and width arms
+    assert {r.start for r in study.RUNS} == set(study.STARTS) | {"pretrain"}  # every start is used: ARM length and width arms
 
 
 def test_a_step_is_recorded_once_and_the_table_shows_the_last_and_best_step(tmp_path):

@@ -7,13 +7,13 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mechshift_lite import ModelConfig, Transformer, compare, experiment, plots, zoo
+from mechshift_lite import ModelConfig, ModelInputs, Transformer, compare, experiment, plots, zoo
 from mechshift_lite.experiment import pools, report, verdicts
 from mechshift_lite.tasks import CANVAS, build_tokenizer
 
 TOK = build_tokenizer()
 CFG = ModelConfig(d_vocab=len(TOK), n_ctx=CANVAS, d_model=32, n_layers=3, n_heads=2, d_head=16, d_mlp=64)
-SMALL = experiment.ExperimentConfig(n_problems=12, n_chunks=3, method="EAP", ig_steps=1, edge_fraction=0.1)
+SMALL = experiment.ExperimentConfig(n_problems=12, n_problems_countdown=15, n_chunks=3, method="EAP", ig_steps=1, edge_fraction=0.1)
 
 
 def write_fake_zoo(folder, seeds=(0, 1), snapshots=(100,), armc_copies_arm=False):
@@ -54,6 +54,22 @@ def all_stats(tree):
     elif isinstance(tree, list):
         for v in tree:
             yield from all_stats(v)
+
+
+def test_diffusion_steps_are_attributed_on_the_models_own_commits_never_on_copied_ones(fake_zoo):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
+        data = pools.collect(SMALL, seeds=[0], diffusion_steps=(0, 4), post_training_steps=[], zoo_dir=fake_zoo, progress=False)
+    d = data["countdown"]
+    assert "mdm/0#k4~copied" in d.views and set(d.scores) == set(d.views) - {"mdm/0#k4~copied"}
+    mdm = zoo.load("mdm", 0, zoo_dir=fake_zoo)
+    own = ModelInputs.from_pairs(mdm, d.pairs, TOK, step=4, corrupted_commits="own")   # built on its own, not from the views
+    torch.testing.assert_close(d.scores["mdm/0#k4"], pools.attribute_view(mdm, own, SMALL))
+
+
+def test_each_task_draws_its_own_number_of_problems(result):
+    assert {t: result["tasks"][t]["pool"]["n_drawn"] for t in ("ioi", "countdown")} == {"ioi": 12, "countdown": 15}
+    assert experiment.ExperimentConfig(n_problems=7, n_problems_countdown=None).problems("countdown") == 7
 
 
 def test_intervals_are_ordered_and_overlaps_lie_in_the_unit_interval(result):

@@ -19,6 +19,7 @@ from ..lens import answer_vocabulary, direct_logit_attribution, residual_lens, w
 from ..tasks import ioi
 from ..zoo import KINDS
 from .bootstrap import distinct_resamples, hierarchical_bootstrap, over_units, per_example
+from .pools import model_key
 from .statistics import Analysis
 
 N_ABLATE = 3
@@ -94,9 +95,10 @@ def _residual_lens_stats(readings: dict[int, Tensor], pairs, n_boot: int) -> dic
 
 # ----- diffusion steps: what is committed, and the leak of the clean target ------------------------------
 @torch.no_grad()
-def commit_analysis(models: dict, pairs, tokenizer, seeds: list[int], steps: Sequence[int]) -> dict:
+def commit_analysis(models: dict, pairs, tokenizer, seeds: list[int], steps: Sequence[int], views: dict) -> dict:
     """What the MDM's canvas at each diffusion step holds, and the metric on it (issue 11).
 
+    ``views``: the canvases the report attributed, by model key (:func:`~.pools.pool_views`).
     Per step ``k`` (mean over seeds and examples): ``pad_share``, the share of the committed answer
     slots that hold ``[PAD]``; ``metric_clean`` and ``metric_corrupted_{clean,own}``, the logit
     difference on the clean canvas and on the corrupted canvas that copies the clean run's commits
@@ -111,7 +113,7 @@ def commit_analysis(models: dict, pairs, tokenizer, seeds: list[int], steps: Seq
         for s in seeds:
             model = models[f"mdm/{s}"]
             for commits in ("clean", "own"):
-                inputs = ModelInputs.from_pairs(model, pairs, tokenizer, k, commits)
+                inputs = views[model_key("mdm", s, diffusion_step=k, copied_commits=commits == "clean")]
                 metric = inputs.metric()
                 rows[f"metric_corrupted_{commits}"].append(float(metric(inputs.run(model, "corrupted")).mean()))
             rows["metric_clean"].append(float(metric(inputs.run(model, "clean")).mean()))
@@ -187,19 +189,25 @@ N_TOP_NEURONS = 32
 
 
 def paired_neuron_analysis(models: dict, pools: dict, tokenizer, seeds: list[int], n_boot: int, layer: int = 0) -> dict:
-    """Issue 11's neurons: MDM - ARM and ARMc - ARM, neuron by neuron (:func:`~mechshift_lite.neurons.paired_medians`),
+    """Issue 11's neurons: MDM - ARM and ARMc - ARM, neuron by neuron (:func:`~mechshift_lite.neurons.paired_mean_differences`),
     over all neurons and over the :data:`N_TOP_NEURONS` chosen symmetrically, with intervals over seeds
     and examples (the examples of both tasks' pools, resampled with their positions).
 
-    Keys: ``paired_{selectivity,breadth}_{mdm,armc}_minus_arm`` (all neurons) and ``..._top`` (the top ones).
+    Keys: ``paired_{selectivity,breadth}_{mdm,armc}_minus_arm`` (all neurons) and ``..._top`` (the top ones);
+    ``tied_selectivity_{mdm,armc}``: the share of neurons whose selectivity on the whole pool is exactly
+    the ARM's, mean over seeds (why the statistic is a mean: a median of differences sits on those ties).
     """
     per_seed, others = {}, (("mdm", "mdm"), ("arm-continued", "armc"))
+    tied: dict[str, list[float]] = {label: [] for _, label in others}
     for s in seeds:
         views = {kind: _example_activations(models[f"{kind}/{s}"], list(pools.values()), tokenizer, layer) for kind in KINDS}
         acts = {kind: v[0] for kind, v in views.items()}
         _, cats, example = views["arm"]
         if any(not torch.equal(v[1], cats) for v in views.values()):
             raise ValueError("the models' views must hold the same prompt tokens in the same order")
+        sel = {kind: neurons.neuron_statistics(acts[kind][None], cats[None], len(CATEGORIES))[0] for kind in KINDS}
+        for kind, label in others:
+            tied[label].append(float((sel[kind] == sel["arm"]).float().mean()))
         top = {kind: neurons.symmetric_top_neurons(acts["arm"][None], acts[kind][None], N_TOP_NEURONS) for kind, _ in others}
         per_seed[s] = (acts, cats, [torch.nonzero(example == e)[:, 0] for e in range(int(example.max()) + 1)], top)
     memo: dict = {}
@@ -209,11 +217,12 @@ def paired_neuron_analysis(models: dict, pools: dict, tokenizer, seeds: list[int
         if key not in memo:
             acts, cats, positions, tops = per_seed[s]
             at = torch.cat([positions[r] for r in rows.tolist()])
-            a, c = {k: v[at][None] for k, v in acts.items()}, cats[at][None]
+            c = cats[at][None]
+            stats = {kind: neurons.neuron_statistics(a[at][None], c, len(CATEGORIES)) for kind, a in acts.items()}
             out = {}
             for kind, label in others:
                 for suffix, chosen in (("", None), ("_top", tops[kind])):
-                    for name, value in neurons.paired_medians(a["arm"], a[kind], c, len(CATEGORIES), chosen).items():
+                    for name, value in neurons.mean_differences(stats["arm"], stats[kind], chosen).items():
                         out[f"paired_{name}_{label}_minus_arm{suffix}"] = value
             memo[key] = out
         return memo[key]
@@ -224,6 +233,7 @@ def paired_neuron_analysis(models: dict, pools: dict, tokenizer, seeds: list[int
     out = {key: hierarchical_bootstrap(seeds, lambda s: n_examples[s], lambda s, rows, key=key: stats(s, rows)[key], n_boot)
            for key in keys}
     out["n_top_neurons"] = N_TOP_NEURONS
+    out.update({f"tied_selectivity_{label}": sum(shares) / len(shares) for label, shares in tied.items()})
     return out
 
 

@@ -46,7 +46,11 @@ class ExperimentConfig:
     """Everything that decides the numbers of the report (its cache key includes all of it).
 
     Attributes:
-        n_problems: held-out problems drawn per task, before the common-correct filter.
+        n_problems: held-out IOI problems drawn, before the common-correct filter (and Countdown's
+            when ``n_problems_countdown`` is None).
+        n_problems_countdown: held-out Countdown problems drawn. More than IOI's: only about a third
+            of them survive the common-correct filter (every model must get both decisions right),
+            and the IOI pool keeps nearly all of its problems.
         n_chunks: fixed blocks of examples (the bootstrap resamples blocks).
         method, ig_steps: the attribution method (the paper: EAP-IG).
         edge_fraction: top-N as a fraction of the graph's edges (the paper keeps 1000 edges of a
@@ -60,6 +64,7 @@ class ExperimentConfig:
     """
 
     n_problems: int = 96
+    n_problems_countdown: int | None = 500
     n_chunks: int = 8
     method: str = "EAP-IG-inputs"
     ig_steps: int = 5
@@ -75,6 +80,10 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def problems(self, task: str) -> int:
+        """Held-out problems drawn for ``task``."""
+        return self.n_problems_countdown if task == "countdown" and self.n_problems_countdown is not None else self.n_problems
 
 
 def task_pairs(task: str, tokenizer: Tokenizer, n: int, seed: int, countdown_selection: str = "any") -> TaskPairs:
@@ -135,11 +144,31 @@ def attribute_chunks(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer,
     weighted by block size, is the score over the whole pool), from one attribution of the whole
     pool (:func:`~mechshift_lite.attribution.attribute_blocks`); ``step``, ``corrupted_commits``:
     the MDM's canvas (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`)."""
-    inputs = ModelInputs.from_pairs(model, pairs, tokenizer, step, corrupted_commits)
-    blocks = torch.zeros(len(pairs), dtype=torch.long)
-    for block, rows in enumerate(chunk_rows(len(pairs), cfg.n_chunks)):
+    return attribute_view(model, ModelInputs.from_pairs(model, pairs, tokenizer, step, corrupted_commits), cfg)
+
+
+def attribute_view(model: Transformer, inputs: ModelInputs, cfg: ExperimentConfig) -> Tensor:
+    """:func:`attribute_chunks` of a view already built (``inputs``: the pool as ``model`` reads it)."""
+    blocks = torch.zeros(inputs.n_examples, dtype=torch.long)
+    for block, rows in enumerate(chunk_rows(inputs.n_examples, cfg.n_chunks)):
         blocks[rows] = block
     return attribute_blocks(model, inputs, inputs.metric(), blocks, method=cfg.method, ig_steps=cfg.ig_steps)
+
+
+def pool_views(models: dict[str, Transformer], trajectory: dict[str, Transformer], pool: TaskPairs, tokenizer: Tokenizer,
+               cfg: ExperimentConfig, seeds: list[int], diffusion_steps: Iterable[int]) -> dict[str, ModelInputs]:
+    """Every view of the pool the report attributes, by model key (:func:`model_key`): each model
+    of ``models`` (an MDM at ``cfg.mdm_step``), each post-training checkpoint of ``trajectory``
+    (step 0), and every seed's MDM at each diffusion step > 0 with both corrupted canvases (one
+    clean decoding per seed: :meth:`~mechshift_lite.inputs.ModelInputs.diffusion_views`)."""
+    views = {key: ModelInputs.from_pairs(model, pool, tokenizer, cfg.mdm_step if key.startswith("mdm/") else 0)
+             for key, model in models.items()}
+    views.update({key: ModelInputs.from_pairs(model, pool, tokenizer) for key, model in trajectory.items()})
+    steps = [k for k in diffusion_steps if k > 0]
+    for s in seeds if steps else ():
+        for (k, commits), view in ModelInputs.diffusion_views(models[model_key("mdm", s)], pool, tokenizer, steps).items():
+            views[model_key("mdm", s, diffusion_step=k, copied_commits=commits == "clean")] = view
+    return views
 
 
 def combine(chunks: Tensor, sizes: Tensor, graph, method: str) -> Scores:
@@ -159,7 +188,9 @@ class TaskData:
         target_blind: Countdown only: ``{"drawn"|"pool": {rule: share}}`` of :func:`target_blind_rates`.
         chunk_sizes: ``[n_chunks]`` examples per block.
         scores: model key (``"arm/0"``, ``"mdm/1"``, ``"mdm/0@step2000"``, ``"mdm/0#k3"`` for
-            diffusion step 3) -> ``[n_chunks, n_src, n_dst]`` block scores.
+            diffusion step 3) -> ``[n_chunks, n_src, n_dst]`` block scores, for the views :func:`attributed` keeps.
+        views: model key -> the :class:`~mechshift_lite.inputs.ModelInputs` it was attributed on
+            (:func:`pool_views`), so later analyses read the same canvases without decoding again.
     """
 
     pairs: TaskPairs
@@ -168,13 +199,21 @@ class TaskData:
     chunk_sizes: Tensor
     scores: dict[str, Tensor]
     target_blind: dict[str, dict[str, float]] | None = None
+    views: dict[str, ModelInputs] = dataclasses.field(default_factory=dict)
 
 
-def model_key(kind: str, seed: int, step: int | None = None, diffusion_step: int = 0, own_commits: bool = False) -> str:
+def model_key(kind: str, seed: int, step: int | None = None, diffusion_step: int = 0, copied_commits: bool = False) -> str:
     """``"mdm/0"``, ``"mdm/0@step2000"`` (a post-training checkpoint), ``"mdm/0#k3"`` (diffusion step 3,
-    the corrupted canvas copying the clean commits), ``"mdm/0#k3~own"`` (its own commits)."""
+    the corrupted canvas holding the model's own commits), ``"mdm/0#k3~copied"`` (the corrupted
+    canvas copying the clean run's commits: built to measure the leak, never attributed)."""
     key = f"{kind}/{seed}" + (f"@step{step}" if step is not None else "")
-    return key + (f"#k{diffusion_step}" if diffusion_step else "") + ("~own" if own_commits and diffusion_step else "")
+    return key + (f"#k{diffusion_step}" if diffusion_step else "") + ("~copied" if copied_commits and diffusion_step else "")
+
+
+def attributed(key: str) -> bool:
+    """Whether the report attributes the view ``key``: all but the copied-commit canvases, whose
+    corrupted run reads the clean target (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`)."""
+    return not key.endswith("~copied")
 
 
 def zoo_seeds(zoo_dir=zoo.ZOO_DIR) -> list[int]:
@@ -210,24 +249,24 @@ def collect(
     models = {model_key(k, s): zoo.load(k, s, zoo_dir=zoo_dir) for s in seeds for k in KINDS}
     trajectory = {model_key("mdm", seeds[0], step): zoo.load("mdm", seeds[0], step, zoo_dir=zoo_dir)
                   for step in post_training_steps}
-    jobs = [(key, model, cfg.mdm_step if key.startswith("mdm/") else 0, "clean") for key, model in models.items()]
-    jobs += [(model_key("mdm", s, diffusion_step=k, own_commits=own), models[model_key("mdm", s)], k, "own" if own else "clean")
-             for s in seeds for k in diffusion_steps if k > 0 for own in (False, True)]
-    jobs += [(key, model, 0, "clean") for key, model in trajectory.items()]
+    diffusion_steps = list(diffusion_steps)
+    n_views = len(models) + len(trajectory) + len(seeds) * sum(k > 0 for k in diffusion_steps)
+    bar = tqdm(total=len(TASKS) * n_views, desc="attributing", disable=not progress)
     out = {}
-    bar = tqdm(total=len(TASKS) * len(jobs), desc="attributing", disable=not progress)
     for task in TASKS:
-        drawn = task_pairs(task, tokenizer, cfg.n_problems, cfg.data_seed, cfg.countdown_selection)
+        drawn = task_pairs(task, tokenizer, cfg.problems(task), cfg.data_seed, cfg.countdown_selection)
         right = {key: correct(model, drawn, tokenizer, both=task in BOTH_DECISIONS) for key, model in models.items()}
         pool_rows = torch.stack(list(right.values())).all(0).nonzero()[:, 0]
         pool = drawn.select(pool_rows)
         sizes = torch.tensor([len(r) for r in chunk_rows(len(pool), cfg.n_chunks)])
+        views = pool_views(models, trajectory, pool, tokenizer, cfg, seeds, diffusion_steps)
         scores = {}
-        for key, model, step, commits in jobs:
-            scores[key] = attribute_chunks(model, pool, tokenizer, cfg, step, commits)
+        for key, view in filter(lambda item: attributed(item[0]), views.items()):
+            model = trajectory[key] if key in trajectory else models[key.split("#")[0]]   # "mdm/0#k4": mdm/0's canvas
+            scores[key] = attribute_view(model, view, cfg)
             bar.update()
         accuracy = {key: float(r.float().mean()) for key, r in right.items()}
         blind = {"drawn": target_blind_rates(drawn), "pool": target_blind_rates(pool)} if task == "countdown" else None
-        out[task] = TaskData(pool, len(drawn), accuracy, sizes, scores, blind)
+        out[task] = TaskData(pool, len(drawn), accuracy, sizes, scores, blind, views)
     bar.close()
     return out

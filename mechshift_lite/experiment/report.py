@@ -56,7 +56,7 @@ def _compute(cfg: ExperimentConfig, n_boot: int, zoo_dir, progress: bool) -> dic
     result = {"version": __version__, "config": cfg.to_dict(), "seeds": seeds, "n_boot": n_boot,
               "graph": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "n_edges": graph.n_edges},
               "tasks": {}}
-    bar = tqdm(total=len(TASKS) * 13 + 1, desc="analysing", disable=not progress)
+    bar = tqdm(total=len(TASKS) * 12 + 1, desc="analysing", disable=not progress)
     analyses = {}
     for task in TASKS:
         d = data[task]
@@ -73,8 +73,7 @@ def _compute(cfg: ExperimentConfig, n_boot: int, zoo_dir, progress: bool) -> dic
             "reliability": a.reliability,             # split-half ceilings
             "paired": a.paired,                       # paired differences
             "component_curve": a.component_curve,     # top-K overlap over K
-            "diffusion_steps_own": lambda: a.diffusion_steps([k for k in DIFFUSION_STEPS if k > 0], own_commits=True),
-            "diffusion_commits": lambda: commit_analysis(models, d.pairs, tokenizer, seeds, [k for k in DIFFUSION_STEPS if k > 0]),
+            "diffusion_commits": lambda: commit_analysis(models, d.pairs, tokenizer, seeds, [k for k in DIFFUSION_STEPS if k > 0], d.views),
         }
         out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy,
                                                 "both_decisions": task in BOTH_DECISIONS, "target_blind": d.target_blind}}

@@ -179,10 +179,10 @@ class Analysis:
             self.n_boot = saved
         return rows
 
-    def diffusion_steps(self, steps: Sequence[int], own_commits: bool = False) -> dict:
-        """Top-K component overlap of the MDM's circuit at each diffusion step with step 0's
-        (``own_commits``: the corrupted canvas holds the model's own commits, not the clean run's)."""
-        key = lambda s, k: model_key("mdm", s, diffusion_step=k, own_commits=own_commits)
+    def diffusion_steps(self, steps: Sequence[int]) -> dict:
+        """Top-K component overlap and top-N edge Jaccard of the MDM's circuit at each diffusion step
+        with step 0's (the corrupted canvas holds the model's own commits)."""
+        key = lambda s, k: model_key("mdm", s, diffusion_step=k)
         out = {"steps": list(steps)}
         out["component_overlap"] = [
             self.over_seeds(lambda g, s: compare.component_overlap(g(f"mdm/{s}"), g(key(s, k)), self.n, self.k).shared_fraction)
