@@ -81,11 +81,22 @@ print(f"step {k:2d} corrupted: {show(inputs.corrupted_ids[0])}")
 # %%
 plots.diffusion_steps(result);
 
+# %% [markdown]
+# A fixed step is not the same moment for every example: one problem commits its first answer
+# token at step 3, another at step 20. The last row of each task puts every example at *its own*
+# moment of decision, one step before its free decoding commits the explained slot
+# (`ModelInputs.before_commit`).
+
 # %%
-Markdown("| task | step | top-K component overlap with step 0 | edge Jaccard with step 0 |\n|---|---|---|---|\n" + "\n".join(
-    f"| {TASK_NAMES[task]} | {k} | {c['mean']:.2f} [{c['lo']:.2f}, {c['hi']:.2f}] | {e['mean']:.2f} [{e['lo']:.2f}, {e['hi']:.2f}] |"
-    for task in TASK_NAMES
-    for k, c, e in zip(*(result["tasks"][task]["diffusion_steps"][key] for key in ("steps", "component_overlap", "edge_overlap")))))
+def steps_rows(task):
+    d, when = result["tasks"][task]["diffusion_steps"], result["tasks"][task]["diffusion_commits"]["explained_commit_step"]
+    rows = [(str(k), c, e) for k, c, e in zip(d["steps"], d["component_overlap"], d["edge_overlap"])]
+    rows.append((f"just before its own commit (mean {when['mean']:.1f})", d["before_commit"]["component_overlap"], d["before_commit"]["edge_overlap"]))
+    return [f"| {TASK_NAMES[task]} | {k} | {fmt(c)} | {fmt(e)} |" for k, c, e in rows]
+
+
+Markdown("| task | step | top-K component overlap with step 0 | edge Jaccard with step 0 |\n|---|---|---|---|\n"
+         + "\n".join(row for task in TASK_NAMES for row in steps_rows(task)))
 
 # %% [markdown]
 # Why not simply copy the clean run's commits into the corrupted canvas? It would keep the two
@@ -237,7 +248,10 @@ last = steps["countdown"]["steps"][-1]
 Markdown("\n".join([
     f"- **Diffusion steps.** With {last} tokens committed, the MDM's top-K components overlap those of step 0 by "
     f"{fmt(steps['countdown']['component_overlap'][-1])} on Countdown and {fmt(steps['ioi']['component_overlap'][-1])} on IOI; "
-    f"its top-N edges by {fmt(steps['countdown']['edge_overlap'][-1])} and {fmt(steps['ioi']['edge_overlap'][-1])}.",
+    f"its top-N edges by {fmt(steps['countdown']['edge_overlap'][-1])} and {fmt(steps['ioi']['edge_overlap'][-1])}. "
+    f"Just before each example commits its first answer token: {fmt(steps['countdown']['before_commit']['component_overlap'])} "
+    f"and {fmt(steps['ioi']['before_commit']['component_overlap'])} (components), "
+    f"{fmt(steps['countdown']['before_commit']['edge_overlap'])} and {fmt(steps['ioi']['before_commit']['edge_overlap'])} (edges).",
     *(f"- **Early-layer ablation, {TASK_NAMES[task]}.** The MDM loses {fmt(a['drop_targeted_mdm'])} of its accuracy, "
       f"{versus(a['drop_targeted_mdm'], a['drop_targeted_arm'])} the ARM's loss {fmt(a['drop_targeted_arm'])}; "
       f"random components cost the MDM {fmt(a['drop_random_mdm'])}." for task, a in drops.items()),

@@ -21,6 +21,10 @@ every model, thanks to the shift):
   but holds the tokens the model's own confidence decoding commits *for the corrupted prompt* at
   those positions (decoding restricted to the slots the clean run committed); ``"clean"`` (the
   default) is the former, leaking canvas.
+
+  :meth:`ModelInputs.before_commit` puts each example at its own step: the canvas one step before
+  the model's free decoding would commit the explained slot (issue 11: a step where the decision
+  is about to be made, not one that commits padding), the corrupted canvas with its own commits.
 """
 
 from __future__ import annotations
@@ -130,11 +134,32 @@ class ModelInputs:
                 corrupted = canvas.corrupted_ids
                 if step > 0 and commits == "clean":
                     corrupted = torch.where(in_answer, clean, corrupted)
-                elif step > 0:   # the model's own commits for the corrupted prompt, at the slots the clean run committed
-                    still_masked = in_answer & (clean == tokenizer.mask_id)
-                    corrupted = diffusion.masked_state(model, corrupted, answer_start, step, tokenizer.mask_id, hold=still_masked)
+                elif step > 0:
+                    corrupted = _own_commits(model, corrupted, answer_start, in_answer & (clean == tokenizer.mask_id), tokenizer.mask_id)
                 views[step, commits] = cls(clean, corrupted, None, "bidirectional", **_readout(pairs))
         return views
+
+    @classmethod
+    def before_commit(cls, model: Transformer, pairs: "TaskPairs", tokenizer: "Tokenizer") -> "tuple[ModelInputs, Tensor]":
+        """An MDM's view of each pair one step before its free confidence decoding commits the
+        explained (first answer) slot, and that step ``[N]`` (0-based: the number of tokens committed).
+
+        The clean canvas holds every token the free decoding of the clean prompt committed before
+        the explained slot (what :meth:`from_pairs` at that step holds: holding the slot changes
+        nothing until it would be chosen); the corrupted canvas keeps the same masked positions
+        and holds the model's own commits for the corrupted prompt.
+        """
+        if model.attention == "causal":
+            raise ValueError("before_commit reads a masked diffusion model's canvas; this model is causal (an ARM)")
+        canvas = pairs.to_mdm(tokenizer)
+        answer_start = pairs.readout_pos + 1
+        free = diffusion.confidence_sample(model, canvas.clean_ids, answer_start, tokenizer.mask_id)
+        step = free.commit_step[torch.arange(len(answer_start)), answer_start]                  # [N]
+        in_answer = torch.arange(canvas.clean_ids.shape[1])[None, :] >= answer_start[:, None]
+        still_masked = in_answer & ~((free.commit_step >= 0) & (free.commit_step < step[:, None]))
+        clean = free.ids.masked_fill(still_masked, tokenizer.mask_id)
+        corrupted = _own_commits(model, canvas.corrupted_ids, answer_start, still_masked, tokenizer.mask_id)
+        return cls(clean, corrupted, None, "bidirectional", **_readout(pairs)), step
 
     # ----- examples ---------------------------------------------------------------------------
     @property
@@ -228,6 +253,12 @@ def clean_input(input_ids, attention_mask=None, attention=None) -> tuple[Tensor,
     if attention_mask is not None or attention is not None:
         raise ValueError("a ModelInputs carries its own attention_mask and attention: do not pass them as well")
     return input_ids.clean_ids, input_ids.attention_mask, input_ids.attention
+
+
+def _own_commits(model: Transformer, ids: Tensor, answer_start: Tensor, still_masked: Tensor, mask_id: int) -> Tensor:
+    """``ids`` ``[N, P]`` with the answer region filled by the model's own confidence decoding of
+    its prompt, except the ``still_masked`` slots, which stay ``[MASK]``."""
+    return diffusion.confidence_sample(model, ids, answer_start, mask_id, hold=still_masked).ids
 
 
 def _readout(pairs: "TaskPairs") -> dict[str, Tensor]:

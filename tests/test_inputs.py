@@ -146,3 +146,22 @@ def test_an_object_and_loose_attention_arguments_are_not_mixed(pairs, mdm):
         ml.attribute(mdm, x, x.metric(), x.metric(), method="EAP")
     with pytest.raises(ValueError, match="same shape"):
         ModelInputs(x.clean_ids, x.corrupted_ids[:, :-1])
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_before_commit_is_each_examples_canvas_at_the_step_its_free_decoding_commits_the_explained_slot(pairs, mdm, task):
+    p = pairs[task]
+    x, steps = ModelInputs.before_commit(mdm, p, TOK)
+    free = ml.diffusion.confidence_sample(mdm, p.to_mdm(TOK).clean_ids, p.readout_pos + 1, TOK.mask_id)
+    rows = torch.arange(len(p))
+    assert torch.equal(steps, free.commit_step[rows, p.readout_pos + 1])
+    assert (x.clean_ids[rows, p.readout_pos + 1] == TOK.mask_id).all()
+    for row, k in enumerate(steps.tolist()):   # one example at a time, stopped at its own step with the slot held
+        alone = ModelInputs.from_pairs(mdm, p.select(torch.tensor([row])), TOK, step=k, corrupted_commits="own")
+        assert torch.equal(x.clean_ids[row], alone.clean_ids[0]) and torch.equal(x.corrupted_ids[row], alone.corrupted_ids[0])
+    assert torch.equal(x.clean_ids == TOK.mask_id, x.corrupted_ids == TOK.mask_id)
+
+
+def test_before_commit_refuses_an_arm(pairs):
+    with pytest.raises(ValueError, match="causal"):
+        ModelInputs.before_commit(Transformer(CFG, "causal").init_weights(0), pairs["ioi"], TOK)

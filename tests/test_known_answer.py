@@ -77,5 +77,6 @@ def test_diffusion_steps_and_what_each_step_commits_are_reported(result):
     steps, commits = t["diffusion_steps"], t["diffusion_commits"]
     assert steps["steps"] == commits["steps"] and "diffusion_steps_own" not in t
     assert len(steps["component_overlap"]) == len(steps["edge_overlap"]) == len(steps["steps"])
+    assert set(steps["before_commit"]) == {"component_overlap", "edge_overlap"}
     assert all(0 <= x <= 1 for x in commits["pad_share"])
     assert commits["explained_commit_step"]["median"] >= 0

@@ -56,7 +56,7 @@ def all_stats(tree):
             yield from all_stats(v)
 
 
-def test_diffusion_steps_are_attributed_on_the_models_own_commits_never_on_copied_ones(fake_zoo):
+def test_diffusion_steps_are_attributed_on_the_models_own_commits_never_on_copied_ones_and_before_each_commit(fake_zoo):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
         data = pools.collect(SMALL, seeds=[0], diffusion_steps=(0, 4), post_training_steps=[], zoo_dir=fake_zoo, progress=False)
@@ -65,6 +65,8 @@ def test_diffusion_steps_are_attributed_on_the_models_own_commits_never_on_copie
     mdm = zoo.load("mdm", 0, zoo_dir=fake_zoo)
     own = ModelInputs.from_pairs(mdm, d.pairs, TOK, step=4, corrupted_commits="own")   # built on its own, not from the views
     torch.testing.assert_close(d.scores["mdm/0#k4"], pools.attribute_view(mdm, own, SMALL))
+    before, _ = ModelInputs.before_commit(mdm, d.pairs, TOK)
+    torch.testing.assert_close(d.scores["mdm/0#pre"], pools.attribute_view(mdm, before, SMALL))
 
 
 def test_each_task_draws_its_own_number_of_problems(result):

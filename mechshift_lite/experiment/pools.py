@@ -159,8 +159,9 @@ def pool_views(models: dict[str, Transformer], trajectory: dict[str, Transformer
                cfg: ExperimentConfig, seeds: list[int], diffusion_steps: Iterable[int]) -> dict[str, ModelInputs]:
     """Every view of the pool the report attributes, by model key (:func:`model_key`): each model
     of ``models`` (an MDM at ``cfg.mdm_step``), each post-training checkpoint of ``trajectory``
-    (step 0), and every seed's MDM at each diffusion step > 0 with both corrupted canvases (one
-    clean decoding per seed: :meth:`~mechshift_lite.inputs.ModelInputs.diffusion_views`)."""
+    (step 0), every seed's MDM at each diffusion step > 0 with both corrupted canvases (one
+    clean decoding per seed: :meth:`~mechshift_lite.inputs.ModelInputs.diffusion_views`) and
+    just before it commits the explained slot (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`)."""
     views = {key: ModelInputs.from_pairs(model, pool, tokenizer, cfg.mdm_step if key.startswith("mdm/") else 0)
              for key, model in models.items()}
     views.update({key: ModelInputs.from_pairs(model, pool, tokenizer) for key, model in trajectory.items()})
@@ -168,6 +169,7 @@ def pool_views(models: dict[str, Transformer], trajectory: dict[str, Transformer
     for s in seeds if steps else ():
         for (k, commits), view in ModelInputs.diffusion_views(models[model_key("mdm", s)], pool, tokenizer, steps).items():
             views[model_key("mdm", s, diffusion_step=k, copied_commits=commits == "clean")] = view
+        views[model_key("mdm", s, before_commit=True)] = ModelInputs.before_commit(models[model_key("mdm", s)], pool, tokenizer)[0]
     return views
 
 
@@ -202,11 +204,16 @@ class TaskData:
     views: dict[str, ModelInputs] = dataclasses.field(default_factory=dict)
 
 
-def model_key(kind: str, seed: int, step: int | None = None, diffusion_step: int = 0, copied_commits: bool = False) -> str:
+def model_key(kind: str, seed: int, step: int | None = None, diffusion_step: int = 0, copied_commits: bool = False,
+              before_commit: bool = False) -> str:
     """``"mdm/0"``, ``"mdm/0@step2000"`` (a post-training checkpoint), ``"mdm/0#k3"`` (diffusion step 3,
     the corrupted canvas holding the model's own commits), ``"mdm/0#k3~copied"`` (the corrupted
-    canvas copying the clean run's commits: built to measure the leak, never attributed)."""
+    canvas copying the clean run's commits: built to measure the leak, never attributed),
+    ``"mdm/0#pre"`` (each example one step before its decoding commits the explained slot,
+    :meth:`~mechshift_lite.inputs.ModelInputs.before_commit`)."""
     key = f"{kind}/{seed}" + (f"@step{step}" if step is not None else "")
+    if before_commit:
+        return key + "#pre"
     return key + (f"#k{diffusion_step}" if diffusion_step else "") + ("~copied" if copied_commits and diffusion_step else "")
 
 
@@ -250,7 +257,7 @@ def collect(
     trajectory = {model_key("mdm", seeds[0], step): zoo.load("mdm", seeds[0], step, zoo_dir=zoo_dir)
                   for step in post_training_steps}
     diffusion_steps = list(diffusion_steps)
-    n_views = len(models) + len(trajectory) + len(seeds) * sum(k > 0 for k in diffusion_steps)
+    n_views = len(models) + len(trajectory) + len(seeds) * (sum(k > 0 for k in diffusion_steps) + 1)
     bar = tqdm(total=len(TASKS) * n_views, desc="attributing", disable=not progress)
     out = {}
     for task in TASKS:

@@ -181,16 +181,16 @@ class Analysis:
 
     def diffusion_steps(self, steps: Sequence[int]) -> dict:
         """Top-K component overlap and top-N edge Jaccard of the MDM's circuit at each diffusion step
-        with step 0's (the corrupted canvas holds the model's own commits)."""
-        key = lambda s, k: model_key("mdm", s, diffusion_step=k)
-        out = {"steps": list(steps)}
-        out["component_overlap"] = [
-            self.over_seeds(lambda g, s: compare.component_overlap(g(f"mdm/{s}"), g(key(s, k)), self.n, self.k).shared_fraction)
-            for k in steps]
-        out["edge_overlap"] = [
-            self.over_seeds(lambda g, s: compare.edge_overlap(g(f"mdm/{s}"), g(key(s, k)), self.n))
-            for k in steps]
-        return out
+        with step 0's (the corrupted canvas holds the model's own commits), and under ``"before_commit"``
+        the same two for each example's canvas just before it commits the explained slot."""
+        def versus_step_0(view_key) -> dict:
+            return {"component_overlap": self.over_seeds(
+                        lambda g, s: compare.component_overlap(g(f"mdm/{s}"), g(view_key(s)), self.n, self.k).shared_fraction),
+                    "edge_overlap": self.over_seeds(lambda g, s: compare.edge_overlap(g(f"mdm/{s}"), g(view_key(s)), self.n))}
+
+        at_steps = [versus_step_0(lambda s, k=k: model_key("mdm", s, diffusion_step=k)) for k in steps]
+        return {"steps": list(steps), **{name: [o[name] for o in at_steps] for name in ("component_overlap", "edge_overlap")},
+                "before_commit": versus_step_0(lambda s: model_key("mdm", s, before_commit=True))}
 
     def trajectory(self, steps: Sequence[int]) -> dict:
         """ARM-MDM overlap along seed 0's post-training checkpoints (bootstrap over blocks only)."""
