@@ -155,6 +155,7 @@ def test_before_commit_is_each_examples_canvas_at_the_step_its_free_decoding_com
     free = ml.diffusion.confidence_sample(mdm, p.to_mdm(TOK).clean_ids, p.readout_pos + 1, TOK.mask_id)
     rows = torch.arange(len(p))
     assert torch.equal(steps, free.commit_step[rows, p.readout_pos + 1])
+    assert torch.equal(steps, (answer_span(p) & (x.clean_ids != TOK.mask_id)).sum(1))   # what commit_analysis reads off the view
     assert (x.clean_ids[rows, p.readout_pos + 1] == TOK.mask_id).all()
     for row, k in enumerate(steps.tolist()):   # one example at a time, stopped at its own step with the slot held
         alone = ModelInputs.from_pairs(mdm, p.select(torch.tensor([row])), TOK, step=k, corrupted_commits="own")

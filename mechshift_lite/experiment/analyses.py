@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from .. import ablation, compare, diffusion, neurons
+from .. import ablation, compare, neurons
 from ..inputs import ModelInputs
 from ..lens import answer_vocabulary, direct_logit_attribution, residual_lens, winners
 from ..tasks import ioi
@@ -104,7 +104,8 @@ def commit_analysis(models: dict, pairs, tokenizer, seeds: list[int], steps: Seq
     difference on the clean canvas and on the corrupted canvas that copies the clean run's commits
     or holds the model's own (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`). And
     ``explained_commit_step``: in free confidence decoding (nothing held), the mean and median
-    step (0-based) at which the explained slot is committed.
+    step (0-based) at which the explained slot is committed, read from the ``"#pre"`` views
+    (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`) instead of decoding again.
     """
     out = {"steps": list(steps), "pad_share": [], "metric_clean": [], "metric_corrupted_clean": [], "metric_corrupted_own": []}
     mean = lambda values: float(sum(values) / len(values))
@@ -123,12 +124,10 @@ def commit_analysis(models: dict, pairs, tokenizer, seeds: list[int], steps: Seq
         for name, values in rows.items():
             out[name].append(mean(values))
     first = []
-    for s in seeds:
-        model = models[f"mdm/{s}"]
-        canvas = ModelInputs.from_pairs(model, pairs, tokenizer)
-        answer_start = pairs.readout_pos + 1
-        sample = diffusion.confidence_sample(model, canvas.clean_ids, answer_start, tokenizer.mask_id)
-        first.append(sample.commit_step[torch.arange(len(answer_start)), answer_start].double())
+    for s in seeds:   # the commit step (0-based, one token a step) is the number of tokens committed before it
+        before = views[model_key("mdm", s, before_commit=True)]
+        answer = torch.arange(before.clean_ids.shape[1])[None, :] > pairs.readout_pos[:, None]
+        first.append((answer & (before.clean_ids != tokenizer.mask_id)).sum(1).double())
     first = torch.cat(first)
     out["explained_commit_step"] = {"mean": float(first.mean()), "median": float(first.median())}
     return out
