@@ -82,8 +82,9 @@ print(f"step {k:2d} corrupted: {show(inputs.corrupted_ids[0])}")
 plots.diffusion_steps(result);
 
 # %% [markdown]
-# A fixed step is not the same moment for every example: one problem commits its first answer
-# token at step 3, another at step 20. The last row of each task puts every example at *its own*
+# A fixed step is not the same moment for every example: problems commit their first answer
+# token at different steps (the mean and median are in the commits table below). The last row of
+# each task puts every example at *its own*
 # moment of decision, one step before its free decoding commits the explained slot
 # (`ModelInputs.before_commit`).
 

@@ -217,16 +217,17 @@ if "arm-long+cd-16k" in long_runs and long_runs["arm-long+cd-16k"][-1]["step"] =
     # what the text says: longer post-training helps, and the MDM still solves fewer than the ARM-continued control
     assert arm_long_cd["metrics"]["exact"] < end_16k["metrics"]["exact"] < armc_seed0["diagnostics"]["exact"]
     display(Markdown(
-        f"Twice the post-training lifts the MDM from {arm_long_cd['metrics']['exact']:.1%} (8000 steps) to "
-        f"{end_16k['metrics']['exact']:.1%} (16000 steps), equation 1 true in {end_16k['metrics']['eq1_true']:.0%} of its "
-        f"answers (8000 steps: {arm_long_cd['metrics']['eq1_true']:.0%}). The ARM-continued control with 8000 steps on the same "
+        f"Twice the post-training lifts the MDM from {arm_long_cd['metrics']['exact']:.1%} ({arm_long_cd['steps']} steps) to "
+        f"{end_16k['metrics']['exact']:.1%} ({end_16k['steps']} steps), equation 1 true in {end_16k['metrics']['eq1_true']:.0%} of its "
+        f"answers ({arm_long_cd['steps']} steps: {arm_long_cd['metrics']['eq1_true']:.0%}). The ARM-continued control with {post.steps} steps on the same "
         f"batches solves {armc_seed0['diagnostics']['exact']:.0%}: the MDM closes part of the gap, not all of it. A zoo "
         "with the longer post-training (and its ARM-continued control trained as long) is the next retraining."))
 if "arm-15k+cd-16k" in long_runs and long_runs["arm-15k+cd-16k"][-1]["step"] == 16000:
     end_both = long_runs["arm-15k+cd-16k"][-1]
     gap = armc_seed0["diagnostics"]["exact"] - end_both["metrics"]["exact"]
+    arm_steps_15k = sum(stage["train_config"]["steps"] for stage in armc_seed0["stages"])   # the run's start: this ARM
     display(Markdown(
-        f"With both budgets longer (the 15000-step ARM, then 16000 post-training steps) the MDM solves "
+        f"With both budgets longer (the {arm_steps_15k}-step ARM, then {end_both['steps']} post-training steps) the MDM solves "
         f"{end_both['metrics']['exact']:.1%}, equation 1 true in {end_both['metrics']['eq1_true']:.0%}: "
         f"{gap * 100:.0f} points below its own ARM ({armc_seed0['diagnostics']['exact']:.0%}), where the issue's target asks "
         "for at most 5."))
