@@ -4,7 +4,7 @@ Run one worker per core, e.g. two on a 2-core machine::
 
     for w in 0 1; do
       OMP_NUM_THREADS=1 TQDM_MININTERVAL=60 nohup .venv/bin/python scripts/train_zoo.py \\
-          >> .cache/zoo-train/worker$w.log 2>&1 &
+          >> .cache/worker$w.log 2>&1 &
     done
 
 Each worker takes the first job (in the order of :func:`job_order`) that nobody holds, that ``--zoo-dir`` does

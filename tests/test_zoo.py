@@ -78,10 +78,11 @@ def test_unknown_kind_seed_or_step_lists_what_exists(tmp_path):
 
 def test_recipes_follow_the_design():
     arm_chain, mdm_chain, cont_chain = (build.stages(k, 0) for k in zoo.KINDS)
-    pretrain, arm = arm_chain
+    pretrain, continued, arm = arm_chain
     assert (pretrain.config.objective, pretrain.config.stage, pretrain.parent) == ("arm", "pretrain", None)
-    assert (arm.config.objective, arm.parent, arm.run) == ("arm", "arm-pretrain", "arm")
-    assert mdm_chain[:2] == cont_chain[:2] == arm_chain          # both start from the very same ARM
+    assert (continued.parent, arm.parent, arm.run) == ("arm-pretrain", "arm-continue", "arm")
+    assert all(stage.config.objective == "arm" for stage in arm_chain)
+    assert mdm_chain[:3] == cont_chain[:3] == arm_chain          # both start from the very same ARM
     mdm, cont = mdm_chain[-1].config, cont_chain[-1].config
     assert mdm_chain[-1].parent == cont_chain[-1].parent == "arm"
     assert (mdm.objective, mdm.stage, cont.objective, cont.stage) == ("mdm", "post", "arm", "post")
@@ -93,8 +94,8 @@ def test_recipes_follow_the_design():
     assert all(b / a >= 1.9 for a, b in zip(snaps[1:], snaps[2:]))   # log-spaced
     (scratch,) = build.stages("mdm-scratch", 0)
     assert (scratch.parent, scratch.config.objective, scratch.config.anneal_fraction) == (None, "mdm", 0.0)
-    assert scratch.config.steps == sum(st.config.steps for st in mdm_chain)   # as long as ARM + post-training
-    assert scratch.config.steps - scratch.config.countdown_share_from == mdm.steps
+    assert scratch.config.steps == sum(st.config.steps for st in arm_chain)   # as long as the ARM
+    assert scratch.config.steps - scratch.config.countdown_share_from == arm.config.steps
     assert build.model_config(tasks.build_tokenizer()).n_ctx >= tasks.CANVAS
     with pytest.raises(ValueError, match="unknown zoo kind"):
         build.stages("mdm-continued", 0)

@@ -23,6 +23,7 @@ def tiny_recipe(monkeypatch):
     """The zoo's recipe cut to a few steps, a small data set and small evaluation sets."""
     monkeypatch.setattr(build, "ARM_PRETRAIN_STEPS", 3)
     monkeypatch.setattr(build, "ARM_CONTINUE_STEPS", 2)
+    monkeypatch.setattr(build, "ARM_EXTEND_STEPS", 2)
     monkeypatch.setattr(build, "POST_STEPS", 4)
     monkeypatch.setattr(build, "SNAPSHOTS", (1, 2))
     monkeypatch.setattr(build, "N_TRAIN", 400)
@@ -46,7 +47,7 @@ def test_a_seed_is_built_into_a_staging_zoo_and_a_later_session_goes_on_from_it(
     train_zoo.run_job("arm", 0, tokenizer, data, work, staging)
     assert train_zoo.published("arm", 0, staging)
     arm = zoo.entry("arm", 0, zoo_dir=staging)
-    assert [s["run"] for s in arm["stages"]] == ["arm-pretrain", "arm"] and arm["parent"] is None
+    assert [s["run"] for s in arm["stages"]] == ["arm-pretrain", "arm-continue", "arm"] and arm["parent"] is None
     assert arm["recipe"] == build.RECIPE and arm["device"] == "cpu" and arm["wall_time_s"] > 0
     assert set(arm["diagnostics"]) >= {"exact", "eq1_true", "x_digits", "first_token", "ends_at_target"}
     # the ARM's second stage started from the first one's float16-rounded weights
