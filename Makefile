@@ -1,6 +1,8 @@
 # mechshift-lite: build the book, run the tests.
 #   make book        create .venv if needed, install, build _build/html (runs changed chapters)
-#   make test        unit tests, then the strict book build that executes every chapter (what CI runs)
+#   make test        unit tests, the cold report checked against the shipped one, then the strict
+#                    book build that executes every chapter (what CI runs)
+#   make report-check compute the report cold and fail unless it equals the one the package ships
 #   make test-min    the unit tests again, on the lowest versions pyproject.toml declares (CI runs it too)
 #   make colab-check run every chapter as Colab's "Run all" does: every cell, tags ignored, CPU only (CI runs it)
 #   make notebooks   output-free .ipynb chapters and exercise versions under _build/notebooks/
@@ -17,6 +19,9 @@ PYTHON ?= python3
 TORCH_PIP_ARGS ?= torch==2.13.0
 # Hard stop for a stalled build; the chapter budgets are in scripts/check_execution_times.py.
 BOOK_TIMEOUT_S ?= 1800
+# The cold report's budget on the 2-core CI machine (issue 11 asks for under 10 minutes).
+REPORT_BUDGET_S ?= 900
+REPORT_LOG := _build/logs/report-check.log
 
 VENV := .venv
 BIN := $(VENV)/bin
@@ -37,7 +42,7 @@ MIN_PYTHON ?= $(firstword $(wildcard /root/.pyenv/versions/3.10*/bin/python) $(P
 MIN_VENV := .venv-min
 MIN_STAMP := $(MIN_VENV)/.mechshift-installed
 
-.PHONY: book test test-min colab-check notebooks check-site clean
+.PHONY: book test report-check test-min colab-check notebooks check-site clean
 
 # Reinstall only when the requirements change.
 $(STAMP): pyproject.toml requirements-book.txt constraints-book.txt Makefile
@@ -59,8 +64,10 @@ book: $(STAMP)
 # The strict build: a fresh HTML tree, every chapter executed (--all), any Sphinx warning or
 # cell error fails (-W -n), and --keep-going lists every failing chapter before exiting.
 # MECHSHIFT_VERIFY_SHIPPED: the report the chapters compute must equal the one the package ships.
+# report-check computes it first, into the cache the chapters then read.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory report-check
 	rm -rf _build/html
 	mkdir -p $(dir $(BUILD_LOG))
 	status=0; \
@@ -77,6 +84,17 @@ test: $(STAMP)
 test-min: $(MIN_STAMP)
 	$(MIN_VENV)/bin/python -c 'import numpy, torch, transformers; import sys; print("lowest versions: Python", sys.version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "numpy", numpy.__version__)'
 	$(MIN_VENV)/bin/python -m pytest -q
+
+# The default report computed cold (its attributions spread over the CPUs, the same numbers for
+# any count) and compared with the shipped one; a mismatch or a run over the budget fails.
+report-check: $(STAMP)
+	mkdir -p $(dir $(REPORT_LOG))
+	start=$$(date +%s); \
+	MECHSHIFT_VERIFY_SHIPPED=1 timeout --kill-after=30 $(BOOK_TIMEOUT_S) $(BIN)/mechshift-lite report --recompute --quiet > $(REPORT_LOG) 2>&1 \
+	  || { tail -n 40 $(REPORT_LOG); echo "The computed report differs from the shipped one, or failed (log above)."; exit 1; }; \
+	seconds=$$(( $$(date +%s) - start )); \
+	echo "cold report: $$seconds s (budget $(REPORT_BUDGET_S) s), equal to the shipped one"; \
+	test $$seconds -le $(REPORT_BUDGET_S) || { echo "the cold report took longer than its budget"; exit 1; }
 
 # An empty report cache, as on a fresh Colab runtime: chapters 6-9 open the shipped report.
 colab-check: $(STAMP)

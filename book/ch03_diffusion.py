@@ -723,7 +723,7 @@ Markdown("Mean Countdown-3 accuracy over the seeds: " + ", ".join(f"{NAMES[k]} *
 
 # %% [markdown]
 # Every checkpoint records the command that rebuilds it (it trains the run from scratch, or
-# resumes one in `.cache/zoo-train`, then publishes the file and its manifest entry):
+# resumes one in `.cache/zoo-train-<recipe>`, then publishes the file and its manifest entry):
 
 # %%
 for kind in zoo.KINDS:

@@ -133,29 +133,43 @@ Markdown("| task | step | committed slots that are `[PAD]` | metric, clean | "
 
 # %%
 Markdown(f"For each model we take its {analyses.N_ABLATE} highest-scoring components (chapter 6's component score) in "
-         "the early layers and replace their outputs by their mean over the pool (**mean ablation**), then "
-         f"measure the drop in accuracy on the common-correct pool. The control ablates {analyses.N_ABLATE} random "
-         f"components, {analyses.N_RANDOM_DRAWS} draws per seed. A targeted drop well above the random one says the "
-         "early components the attribution found are the ones the model needs.")
+         f"the first {result['tasks']['ioi']['ablation']['early_cutoff']} layer(s) and replace each one's output, at every position, by its "
+         "mean *at that position* over the pool (**position-mean ablation**), then measure the drop in accuracy on the "
+         "common-correct pool. The replacement is of the same kind for the ARM, the MDM and the control: a mean over "
+         "all positions would, for the MDM, be mostly a mean over `[MASK]` slots. The random control ablates as many "
+         f"components drawn from the **same layers** ({analyses.N_RANDOM_DRAWS} draws per seed, "
+         "`ablation.layer_matched_random`), so a targeted drop above it says the attribution found the early "
+         "components the model needs, not just that early layers matter. The **excess** is the targeted drop minus "
+         "the matched one, per example; MDM - ARM and ARMc - ARM are paired on the same examples.")
 
 # %%
 plots.ablation(result);
 
 # %%
-Markdown("| task | model | ablated (seed 0) | drop, targeted | drop, random |\n|---|---|---|---|---|\n" + "\n".join(
-    f"| {TASK_NAMES[task]} | {kind.upper()} | {', '.join(a[f'components_{kind}'])} | "
-    + " | ".join(f"{a[f'drop_{w}_{kind}']['mean']:.2f} [{a[f'drop_{w}_{kind}']['lo']:.2f}, {a[f'drop_{w}_{kind}']['hi']:.2f}]" for w in ("targeted", "random")) + " |"
-    for task in TASK_NAMES for a in [result["tasks"][task]["ablation"]] for kind in ("arm", "mdm")))
+def ablation_rows(task):
+    a = result["tasks"][task]["ablation"]
+    return "\n".join(f"| {TASK_NAMES[task]} | {label} | {', '.join(a[f'components_{kind}'])} | {fmt(a[f'drop_targeted_{key}'])} | "
+                     f"{fmt(a[f'drop_matched_{key}'])} | {fmt(a[f'excess_{key}'])} |"
+                     for kind, key, label in (("arm", "arm", "ARM"), ("mdm", "mdm", "MDM"), ("arm-continued", "armc", "ARMc")))
+
+
+Markdown("| task | model | ablated (seed 0) | drop, targeted | drop, layer-matched random | excess |\n|---|---|---|---|---|---|\n"
+         + "\n".join(ablation_rows(task) for task in TASK_NAMES) + "\n\n"
+         + " ".join(f"{TASK_NAMES[task]}: excess MDM - ARM {fmt(result['tasks'][task]['ablation']['excess_mdm_minus_arm'])}, "
+                    f"ARMc - ARM {fmt(result['tasks'][task]['ablation']['excess_armc_minus_arm'])}." for task in TASK_NAMES))
 
 # %% [markdown]
-# The same operation by hand, for one model: `ablation.ablated_logits` runs the model with the
-# chosen nodes' outputs replaced.
+# The same operation by hand, for one model: `ablation.mean_outputs(..., per_position=True)` takes
+# each node's mean output at each position, and `ablation.ablated_logits` runs the model with the
+# chosen nodes' outputs replaced by them.
 
 # %%
 ioi_pairs = task_pairs("ioi", tok, n=64, seed=1)
 inputs = ml.ModelInputs.from_pairs(mdm, ioi_pairs, tok)
-for nodes in ([], result["tasks"]["ioi"]["ablation"]["components_mdm"], ablation.random_components(mdm.graph, 3, seed=0)):
-    logits = ablation.ablated_logits(mdm, inputs, nodes, "mean")
+means = ablation.mean_outputs(mdm, inputs, mdm.graph.src_names[1:], per_position=True)
+targeted = result["tasks"]["ioi"]["ablation"]["components_mdm"]
+for nodes in ([], targeted, ablation.layer_matched_random(mdm.graph, targeted, seed=0)):
+    logits = ablation.ablated_logits(mdm, inputs, nodes, "position-mean", means=means)
     accuracy = inputs.answer_is_top(logits).double().mean()
     print(f"MDM on 64 IOI pairs, ablating {nodes or 'nothing'}: accuracy {accuracy:.2f}")
 
@@ -180,30 +194,6 @@ def random_control(graph, k, seed, exclude):
 
 # %%
 checks.random_control(random_control)
-
-# %% [markdown]
-# A random control drawn from all layers compares an early ablation with mostly later components,
-# and replacing an output by its mean over *all* positions also removes what it does at each
-# position. The report therefore also runs the stricter version (`position_ablation_analysis`):
-# each component's output is replaced by its mean *at that position* over the pool, and each
-# random draw takes its components from the same layers as the targeted ones (layer-matched,
-# `ablation.layer_matched_random`). The **excess** is the targeted drop minus the matched one, per
-# example; MDM - ARM and ARMc - ARM are paired on the same examples.
-
-# %%
-def position_rows(task):
-    a = result["tasks"][task]["ablation"]
-    return "\n".join(f"| {TASK_NAMES[task]} | {label} | {', '.join(a[f'components_position_{kind}'])} | {fmt(a[f'drop_targeted_position_{key}'])} | "
-                     f"{fmt(a[f'drop_matched_position_{key}'])} | {fmt(a[f'excess_position_{key}'])} |"
-                     for kind, key, label in (("arm", "arm", "ARM"), ("mdm", "mdm", "MDM"), ("arm-continued", "armc", "ARMc")))
-
-
-a = result["tasks"]["ioi"]["ablation"]
-Markdown(f"Position-mean ablation of the top {a['n_ablated_position']} components among the first {a['early_cutoff']} layer(s):\n\n"
-         "| task | model | ablated (seed 0) | drop, targeted | drop, layer-matched random | excess |\n|---|---|---|---|---|---|\n"
-         + "\n".join(position_rows(task) for task in TASK_NAMES) + "\n\n"
-         + " ".join(f"{TASK_NAMES[task]}: excess MDM - ARM {fmt(result['tasks'][task]['ablation']['excess_position_mdm_minus_arm'])}, "
-                    f"ARMc - ARM {fmt(result['tasks'][task]['ablation']['excess_position_armc_minus_arm'])}." for task in TASK_NAMES))
 
 # %% [markdown]
 # ## 3. Rewiring along post-training
@@ -255,7 +245,8 @@ Markdown("\n".join([
     f"{fmt(steps['countdown']['before_commit']['edge_overlap'])} and {fmt(steps['ioi']['before_commit']['edge_overlap'])} (edges).",
     *(f"- **Early-layer ablation, {TASK_NAMES[task]}.** The MDM loses {fmt(a['drop_targeted_mdm'])} of its accuracy, "
       f"{versus(a['drop_targeted_mdm'], a['drop_targeted_arm'])} the ARM's loss {fmt(a['drop_targeted_arm'])}; "
-      f"random components cost the MDM {fmt(a['drop_random_mdm'])}." for task, a in drops.items()),
+      f"layer-matched random components cost the MDM {fmt(a['drop_matched_mdm'])}. Excess over the matched control, "
+      f"MDM - ARM: {fmt(a['excess_mdm_minus_arm'])} (ARMc - ARM: {fmt(a['excess_armc_minus_arm'])})." for task, a in drops.items()),
     *(f"- **Trajectory, {TASK_NAMES[task]}.** The ARM-MDM edge Jaccard is {fmt(p['edge_arm_mdm'][0])} at step {p['steps'][0]}, "
       f"{fmt(p['edge_arm_mdm'][1])} at step {p['steps'][1]} and {fmt(p['edge_arm_mdm'][-1])} at the end "
       f"(ARM vs ARM-continued: {fmt(p['edge_arm_armc'])})." for task, p in paths.items()),

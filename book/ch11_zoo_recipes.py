@@ -163,20 +163,23 @@ display(Markdown(
        f"at step {zoo_run_best['step']}), the best run when it was trained; section 3b follows the longer runs.")))
 
 # %% [markdown]
-# The zoo's recipe (0.2.0, `mechshift_lite.zoo.build`) is that run's: the same longer-trained
-# ARM (3000 AR steps, then 4000 more), the same post-training length and Countdown share. It is
-# trained in float32, as that run was, for five seeds, with its ARM-continued control and a
-# from-scratch MDM. The cell checks that the recipe and the run agree:
+# The shipped zoo's recipe (0.2.0, recorded stage by stage in its manifest) is that run's: the same
+# longer-trained ARM (3000 AR steps, then 4000 more), the same post-training length and Countdown
+# share. It is trained in float32, as that run was, for five seeds, with its ARM-continued control
+# and a from-scratch MDM. The cell checks that the manifest and the run agree:
 
 # %%
+from mechshift_lite.training import TrainConfig
 from mechshift_lite.zoo import build
 
 arm_long_cd = max((r for r in results if r["run"] == ZOO_RUN), key=lambda r: r["step"])
-post = build.recipe("mdm", 0)
+shipped_mdm = zoo.entry("mdm", 0)
+post = TrainConfig.from_dict(shipped_mdm["train_config"])
+shipped_arm_steps = [stage["train_config"]["steps"] for stage in zoo.entry("arm", 0)["stages"]]
 assert post.steps == arm_long_cd["steps"] and arm_long_cd["changes"]["start"] == "arm-continued"
 assert all(getattr(post, key) == value for key, value in arm_long_cd["changes"].items() if key != "start")
-assert [stage.config.steps for stage in build.stages("arm", 0)] == [3000, 4000]   # the 0.1.0 ARM-continued's length
-print(f"recipe {build.RECIPE}: ARM {' + '.join(str(st.config.steps) for st in build.stages('arm', 0))} AR steps, "
+assert shipped_arm_steps == [3000, 4000]   # the 0.1.0 ARM-continued's length
+print(f"recipe {shipped_mdm['recipe']}: ARM {' + '.join(map(str, shipped_arm_steps))} AR steps, "
       f"MDM {post.steps} post-training steps, Countdown share {post.countdown_share:.0%} from step {post.countdown_share_from}")
 
 # %% [markdown]
@@ -231,6 +234,14 @@ if "arm-15k+cd-16k" in long_runs and long_runs["arm-15k+cd-16k"][-1]["step"] == 
         f"{end_both['metrics']['exact']:.1%}, equation 1 true in {end_both['metrics']['eq1_true']:.0%}: "
         f"{gap * 100:.0f} points below its own ARM ({armc_seed0['diagnostics']['exact']:.0%}), where the issue's target asks "
         "for at most 5."))
+    # the package's next recipe is this run: its ARM is the 0.2.0 control's chain, its post-training this run's
+    next_post = build.recipe("mdm", 0)
+    assert next_post.steps == end_both["steps"] and next_post.countdown_share == end_both["changes"]["countdown_share"]
+    assert [st.config.to_dict() for st in build.stages("arm", 0)] == [st["train_config"] for st in armc_seed0["stages"]]
+    display(Markdown(
+        f"That run is the package's next recipe, {build.RECIPE} (`mechshift_lite.zoo.build`): the {arm_steps_15k}-step "
+        f"ARM, {next_post.steps} post-training steps for the MDM and for its ARM-continued control. It trades the "
+        "gap target for the two accuracy targets."))
 
 # %% [markdown]
 # ## 4. The zoo that ships, diagnosed
@@ -239,7 +250,7 @@ if "arm-15k+cd-16k" in long_runs and long_runs["arm-15k+cd-16k"][-1]["step"] == 
 # held-out problems, in its manifest entry). The mean over the seeds, beside the first zoo's seed 0:
 
 # %%
-lines = ["| measure (200 held-out problems) | " + " | ".join(f"{n}, first zoo (seed 0) | {n}, zoo {build.RECIPE} (mean of seeds)"
+lines = ["| measure (200 held-out problems) | " + " | ".join(f"{n}, first zoo (seed 0) | {n}, zoo {shipped_mdm['recipe']} (mean of seeds)"
                                                            for n in KIND_NAMES.values()) + " |",
          "| --- |" + " --- |" * (2 * len(KIND_NAMES))]
 shipped_diag = {kind: [e["diagnostics"] for e in zoo.finals(kind)] for kind in KIND_NAMES}

@@ -90,7 +90,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.ship and not shipped.is_shipped_setting(cfg, args.boot, args.zoo_dir):
         raise SystemExit("--ship writes the report of the default settings on the installed zoo: drop the other options")
     result = report(args.out, cfg, n_boot=args.boot, cache_dir=args.cache_dir, zoo_dir=args.zoo_dir,
-                    progress=not args.quiet, recompute=args.recompute or args.ship)
+                    progress=not args.quiet, recompute=args.recompute or args.ship, workers=args.workers)
     if args.ship:
         path = shipped.write(result, shipped.shipped_key(cfg, args.boot, args.zoo_dir))
         print(f"shipped report written to {path} (commit it)")
@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--ship", action="store_true",
                      help="recompute the default report and write it into the package (the one Colab opens)")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    rep.add_argument("--workers", type=int, help="one-thread processes for the attributions (default: $MECHSHIFT_WORKERS, "
+                                                 "else the CPUs up to 4; the numbers do not depend on it)")
     rep.add_argument("--zoo-dir", type=Path, default=zoo.ZOO_DIR, help="a zoo other than the installed one")
     rep.set_defaults(func=_report)
 

@@ -164,19 +164,22 @@ def trajectory(result: dict) -> Figure:
 
 
 def ablation(result: dict) -> Figure:
-    """Accuracy drop when mean-ablating the top early components vs random ones."""
+    """Accuracy drop when position-mean ablating each model's top early components vs layer-matched random ones."""
     fig, axes = plt.subplots(1, len(result["tasks"]), figsize=(9, 3.2), sharey=True)
+    models = (("arm", "arm", "ARM"), ("mdm", "mdm", "MDM"), ("arm-continued", "armc", "ARMc"))
     for ax, task in zip(axes, result["tasks"]):
         a = result["tasks"][task]["ablation"]
-        for i, kind in enumerate(("arm", "mdm")):
-            for j, (which, hatch) in enumerate((("targeted", None), ("random", "//"))):
-                mean, err = _err(a[f"drop_{which}_{kind}"])
+        for i, (kind, key, _) in enumerate(models):
+            for j, (which, hatch) in enumerate((("targeted", None), ("matched", "//"))):
+                mean, err = _err(a[f"drop_{which}_{key}"])
                 ax.bar(2 * i + j * 0.8, mean, 0.7, yerr=err, capsize=3, color=KIND_COLORS[kind], hatch=hatch,
                        edgecolor="black" if hatch else None)
-        ax.set_xticks([0, 0.8, 2, 2.8], ["ARM\ntop early", "ARM\nrandom", "MDM\ntop early", "MDM\nrandom"])
+        ax.set_xticks([2 * i + j * 0.8 for i in range(len(models)) for j in (0, 1)],
+                      [f"{label}\n{which}" for _, _, label in models for which in ("top early", "matched")], fontsize=8)
         ax.set_title(TASK_TITLES[task])
     axes[0].set_ylabel("accuracy drop on the pool")
-    fig.suptitle(f"Mean-ablating {result['tasks']['ioi']['ablation']['n_ablated']} components", fontsize=10)
+    a = result["tasks"]["ioi"]["ablation"]
+    fig.suptitle(f"Position-mean ablating {a['n_ablated']} components of the first {a['early_cutoff']} layer(s)", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -44,7 +44,7 @@ def test_arm_continued_copies_overlap_the_arm_fully_and_never_move_its_depth(res
     assert t["paired"]["edge_armc_minus_mdm"]["mean"] == pytest.approx(1 - t["overlap"]["edge_arm_mdm"]["mean"])
     for key in ("entropy_top_matched_armc_minus_arm", "winners_armc_minus_arm"):
         assert t["lens"][key] == approx(ZERO), key
-    assert t["ablation"]["excess_position_armc_minus_arm"] == approx(ZERO)
+    assert t["ablation"]["excess_armc_minus_arm"] == approx(ZERO)
     assert t["lens"]["residual_arm-continued"]["logit_diff"] == [approx(s) for s in t["lens"]["residual_arm"]["logit_diff"]]
 
 

@@ -18,7 +18,7 @@ from ..inputs import ModelInputs
 from ..lens import answer_vocabulary, direct_logit_attribution, residual_lens, winners
 from ..tasks import ioi
 from ..zoo import KINDS
-from .bootstrap import distinct_resamples, hierarchical_bootstrap, over_units, per_example
+from .bootstrap import distinct_resamples, hierarchical_bootstrap, per_example
 from .pools import model_key
 from .statistics import Analysis
 
@@ -255,51 +255,25 @@ def _example_activations(model, pools: Sequence, tokenizer, layer: int) -> tuple
 
 
 # ----- ablations -------------------------------------------------------------------------------------
-def _accuracy_with(model, inputs: ModelInputs, nodes, means) -> float:
-    logits = ablation.ablated_logits(model, inputs, nodes, "mean", means=means)
-    return float(inputs.answer_is_top(logits).double().mean())
-
-
-def ablation_analysis(models: dict, pairs, tokenizer, seeds: list[int], analysis: Analysis) -> dict:
-    """Mean-ablate each model's top early-layer components vs as many random ones (accuracy on the pool)."""
-    early = compare.early_cutoff(analysis.graph.n_layers)
-    out = {"n_ablated": N_ABLATE, "early_cutoff": early}
-    for kind in ("arm", "mdm"):
-        targeted, random_drop = [], []
-        for s in seeds:
-            model = models[f"{kind}/{s}"]
-            inputs = ModelInputs.from_pairs(model, pairs, tokenizer)
-            means = ablation.mean_outputs(model, inputs, analysis.graph.src_names[1:])
-            totals = compare.component_scores(analysis.scores(f"{kind}/{s}"), analysis.n)
-            ranked = sorted((c for c in totals if ablation.layer_of(c) < early), key=lambda c: -totals[c])[:N_ABLATE]
-            targeted.append(1.0 - _accuracy_with(model, inputs, ranked, means))
-            draws = [ablation.random_components(analysis.graph, N_ABLATE, seed=1000 * s + d) for d in range(N_RANDOM_DRAWS)]
-            random_drop.append(sum(1.0 - _accuracy_with(model, inputs, nodes, means) for nodes in draws) / N_RANDOM_DRAWS)
-            if s == seeds[0]:
-                out[f"components_{kind}"] = ranked
-        out[f"drop_targeted_{kind}"] = over_units(targeted)
-        out[f"drop_random_{kind}"] = over_units(random_drop)
-    out.update(position_ablation_analysis(models, pairs, tokenizer, seeds, analysis))
-    return out
-
-
 def _drops(model, inputs: ModelInputs, nodes, means) -> Tensor:
     """``[n_examples]`` 1 where the answer is no longer on top with ``nodes`` position-mean ablated."""
     logits = ablation.ablated_logits(model, inputs, nodes, "position-mean", means=means)
     return 1.0 - inputs.answer_is_top(logits).double()
 
 
-def position_ablation_analysis(models: dict, pairs, tokenizer, seeds: list[int], analysis: Analysis, n_boot: int = 500) -> dict:
-    """Issue 11's ablation: position-mean ablation (:mod:`~mechshift_lite.ablation`) of each model's
-    top :data:`N_ABLATE` early components (:func:`~mechshift_lite.compare.early_cutoff`), against
+def ablation_analysis(models: dict, pairs, tokenizer, seeds: list[int], analysis: Analysis, n_boot: int = 500) -> dict:
+    """Position-mean ablation (:mod:`~mechshift_lite.ablation`: each output replaced by its mean at
+    that position over the pool, the same kind of replacement for every model) of each model's top
+    :data:`N_ABLATE` early components (:func:`~mechshift_lite.compare.early_cutoff`), against
     layer-matched random components (:data:`N_RANDOM_DRAWS` draws), ARM, MDM and the ARMc control.
 
-    Keys: ``drop_targeted_position_{kind}``, ``drop_matched_position_{kind}`` (accuracy drops) and
-    ``excess_position_{kind}`` (targeted minus matched, per example, paired), intervals over seeds
-    and examples; ``excess_position_{mdm,armc}_minus_arm`` (per seed, the examples are shared).
+    Keys: ``drop_targeted_{kind}``, ``drop_matched_{kind}`` (accuracy drops on the pool) and
+    ``excess_{kind}`` (targeted minus matched, per example, paired), intervals over seeds and
+    examples (``kind``: ``arm``, ``mdm``, ``armc``); ``excess_{mdm,armc}_minus_arm`` (per seed,
+    the examples are shared); ``components_{arm,mdm,arm-continued}``: seed 0's targeted components.
     """
     early = compare.early_cutoff(analysis.graph.n_layers)
-    out = {"early_cutoff": early, "n_ablated_position": N_ABLATE}
+    out = {"early_cutoff": early, "n_ablated": N_ABLATE}
     excess = {}
     for kind in KINDS:
         targeted, matched, excess[kind] = {}, {}, {}
@@ -314,12 +288,12 @@ def position_ablation_analysis(models: dict, pairs, tokenizer, seeds: list[int],
                                       for d in range(N_RANDOM_DRAWS)]).mean(0)
             excess[kind][s] = targeted[s] - matched[s]
             if s == seeds[0]:
-                out[f"components_position_{kind}"] = ranked
+                out[f"components_{kind}"] = ranked
         label = "armc" if kind == "arm-continued" else kind
-        out[f"drop_targeted_position_{label}"] = per_example(targeted, lambda e: float(e.mean()), n_boot)
-        out[f"drop_matched_position_{label}"] = per_example(matched, lambda e: float(e.mean()), n_boot)
-        out[f"excess_position_{label}"] = per_example(excess[kind], lambda e: float(e.mean()), n_boot)
+        out[f"drop_targeted_{label}"] = per_example(targeted, lambda e: float(e.mean()), n_boot)
+        out[f"drop_matched_{label}"] = per_example(matched, lambda e: float(e.mean()), n_boot)
+        out[f"excess_{label}"] = per_example(excess[kind], lambda e: float(e.mean()), n_boot)
     for kind, label in (("mdm", "mdm"), ("arm-continued", "armc")):
         paired = {s: excess[kind][s] - excess["arm"][s] for s in seeds}
-        out[f"excess_position_{label}_minus_arm"] = per_example(paired, lambda e: float(e.mean()), n_boot)
+        out[f"excess_{label}_minus_arm"] = per_example(paired, lambda e: float(e.mean()), n_boot)
     return out

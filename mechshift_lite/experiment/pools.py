@@ -32,6 +32,7 @@ from ..tasks import countdown, ioi
 from ..tasks.common import TaskPairs
 from ..tokenizer import Tokenizer, split_words
 from ..zoo import KINDS
+from .workers import run_jobs
 
 TASKS: tuple[str, ...] = ("ioi", "countdown")
 COUNTDOWN_SELECTIONS: tuple[str, ...] = ("target-dependent", "any")
@@ -241,11 +242,13 @@ def collect(
     post_training_steps: Iterable[int] | None = None,
     zoo_dir=zoo.ZOO_DIR,
     progress: bool = True,
+    workers: int = 1,
 ) -> dict[str, TaskData]:
     """Run every attribution the report needs. Returns task -> :class:`TaskData`.
 
     ``post_training_steps``: the intermediate MDM checkpoints of the first seed to attribute
-    (None: all that the zoo has, :func:`trajectory_steps`).
+    (None: all that the zoo has, :func:`trajectory_steps`). ``workers``: processes the
+    attributions are spread over (:func:`~.workers.run_jobs`; the numbers do not depend on it).
     """
     tokenizer = zoo.tokenizer(zoo_dir)
     seeds = list(zoo_seeds(zoo_dir) if seeds is None else seeds)
@@ -256,24 +259,23 @@ def collect(
     models = {model_key(k, s): zoo.load(k, s, zoo_dir=zoo_dir) for s in seeds for k in KINDS}
     trajectory = {model_key("mdm", seeds[0], step): zoo.load("mdm", seeds[0], step, zoo_dir=zoo_dir)
                   for step in post_training_steps}
-    diffusion_steps = list(diffusion_steps)
-    n_views = len(models) + len(trajectory) + len(seeds) * (sum(k > 0 for k in diffusion_steps) + 1)
-    bar = tqdm(total=len(TASKS) * n_views, desc="attributing", disable=not progress)
-    out = {}
-    for task in TASKS:
+    out, jobs = {}, {}
+    for task in tqdm(TASKS, desc="pools and canvases", disable=not progress):
         drawn = task_pairs(task, tokenizer, cfg.problems(task), cfg.data_seed, cfg.countdown_selection)
         right = {key: correct(model, drawn, tokenizer, both=task in BOTH_DECISIONS) for key, model in models.items()}
         pool_rows = torch.stack(list(right.values())).all(0).nonzero()[:, 0]
         pool = drawn.select(pool_rows)
         sizes = torch.tensor([len(r) for r in chunk_rows(len(pool), cfg.n_chunks)])
         views = pool_views(models, trajectory, pool, tokenizer, cfg, seeds, diffusion_steps)
-        scores = {}
         for key, view in filter(lambda item: attributed(item[0]), views.items()):
             model = trajectory[key] if key in trajectory else models[key.split("#")[0]]   # "mdm/0#k4": mdm/0's canvas
-            scores[key] = attribute_view(model, view, cfg)
-            bar.update()
+            jobs[task, key] = (model, view, cfg)
         accuracy = {key: float(r.float().mean()) for key, r in right.items()}
         blind = {"drawn": target_blind_rates(drawn), "pool": target_blind_rates(pool)} if task == "countdown" else None
-        out[task] = TaskData(pool, len(drawn), accuracy, sizes, scores, blind, views)
+        out[task] = TaskData(pool, len(drawn), accuracy, sizes, {}, blind, views)
+    bar = tqdm(total=len(jobs), desc="attributing", disable=not progress)
+    scores = run_jobs(attribute_view, jobs, workers, on_done=lambda key: bar.update())
     bar.close()
+    for (task, key), block_scores in scores.items():
+        out[task].scores[key] = block_scores
     return out

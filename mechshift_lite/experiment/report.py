@@ -25,65 +25,79 @@ from .cache import cache_key, default_cache_dir
 from .pools import BOTH_DECISIONS, TASKS, ExperimentConfig, collect, model_key, trajectory_steps, zoo_seeds
 from .statistics import Analysis, between_tasks
 from .verdicts import PAIRED_RULE, paired_verdict, verdict
+from .workers import call, check_workers, default_workers, run_jobs
 
 DIFFUSION_STEPS = (0, 4, 8, 16, 24)   # committed answer tokens; the canvas has about 25 answer slots
+TASK_SECTIONS = ("overlap", "curve", "depth", "diffusion_steps", "trajectory", "lens", "ablation", "agreement",
+                 "reliability", "paired", "component_curve", "diffusion_commits")
+"""The sections of each task's part of the report, in order; lens, ablation and diffusion_commits run the models."""
 
 
-def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progress: bool = True) -> dict:
+def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progress: bool = True,
+            workers: int | None = None) -> dict:
     """Every number of the report, as a JSON-ready dict (no caching; see :func:`report`).
 
-    Computed on one thread whatever the machine: a float sum split over threads is rounded
-    differently, and rank statistics (Spearman, top-N sets) turn such rounding into visible
-    differences, so the same zoo gives the same report with any thread count.
+    Computed on one thread per process whatever the machine: a float sum split over threads is
+    rounded differently, and rank statistics (Spearman, top-N sets) turn such rounding into visible
+    differences, so the same zoo gives the same report with any thread count. ``workers``: the
+    attributions are spread over this many one-thread processes (default
+    :func:`~.workers.default_workers`); the numbers are the same for any count.
     """
+    workers = default_workers() if workers is None else check_workers(workers)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _compute(cfg, n_boot, zoo_dir, progress)
+        return _compute(cfg, n_boot, zoo_dir, progress, workers)
     finally:
         torch.set_num_threads(threads)
 
 
-def _compute(cfg: ExperimentConfig, n_boot: int, zoo_dir, progress: bool) -> dict:
+def _compute(cfg: ExperimentConfig, n_boot: int, zoo_dir, progress: bool, workers: int) -> dict:
     seeds = zoo_seeds(zoo_dir)
     if not seeds:
         raise ValueError("the zoo has no seed with all of arm, mdm and arm-continued: build it first (mechshift-lite zoo train)")
     post_steps = trajectory_steps(seeds[0], zoo_dir)   # read once: the zoo may grow while we work
-    data = collect(cfg, seeds, DIFFUSION_STEPS, post_steps, zoo_dir, progress)
+    data = collect(cfg, seeds, DIFFUSION_STEPS, post_steps, zoo_dir, progress, workers)
     tokenizer = zoo.tokenizer(zoo_dir)
     models = {model_key(k, s): zoo.load(k, s, zoo_dir=zoo_dir) for s in seeds for k in KINDS}
     graph = next(iter(models.values())).graph
     result = {"version": __version__, "config": cfg.to_dict(), "seeds": seeds, "n_boot": n_boot,
               "graph": {"n_layers": graph.n_layers, "n_heads": graph.n_heads, "n_edges": graph.n_edges},
               "tasks": {}}
-    bar = tqdm(total=len(TASKS) * 12 + 1, desc="analysing", disable=not progress)
-    analyses = {}
-    for task in TASKS:
+    steps = [k for k in DIFFUSION_STEPS if k > 0]
+    analyses = {task: Analysis(data[task], graph, cfg, seeds, n_boot) for task in TASKS}
+    # The analyses that run the models, spread over the workers like the attributions.
+    model_jobs = {}
+    for task, a in analyses.items():
+        pairs = data[task].pairs
+        model_jobs[task, "lens"] = (lens_analysis, models, pairs, tokenizer, seeds, a, n_boot)
+        model_jobs[task, "ablation"] = (ablation_analysis, models, pairs, tokenizer, seeds, a)
+        model_jobs[task, "diffusion_commits"] = (commit_analysis, models, pairs, tokenizer, seeds, steps, data[task].views)
+    model_jobs["neurons"] = (neuron_analysis, models, {t: data[t].pairs for t in TASKS}, tokenizer, seeds, n_boot)
+    bar = tqdm(total=len(model_jobs) + len(TASKS) * (len(TASK_SECTIONS) - 3), desc="analysing", disable=not progress)
+    ran = run_jobs(call, model_jobs, workers, on_done=lambda key: bar.update())
+    for task, a in analyses.items():
         d = data[task]
-        a = analyses[task] = Analysis(d, graph, cfg, seeds, n_boot)
         stages = {
             "overlap": a.overlaps,
             "curve": a.curve,
             "depth": a.depth,
-            "diffusion_steps": lambda: a.diffusion_steps([k for k in DIFFUSION_STEPS if k > 0]),
+            "diffusion_steps": lambda: a.diffusion_steps(steps),
             "trajectory": lambda: a.trajectory(post_steps),
-            "lens": lambda: lens_analysis(models, d.pairs, tokenizer, seeds, a, n_boot),
-            "ablation": lambda: ablation_analysis(models, d.pairs, tokenizer, seeds, a),
             "agreement": a.agreement,                 # issue 11: N-free overlaps
             "reliability": a.reliability,             # split-half ceilings
             "paired": a.paired,                       # paired differences
             "component_curve": a.component_curve,     # top-K overlap over K
-            "diffusion_commits": lambda: commit_analysis(models, d.pairs, tokenizer, seeds, [k for k in DIFFUSION_STEPS if k > 0], d.views),
         }
-        out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy,
-                                                "both_decisions": task in BOTH_DECISIONS, "target_blind": d.target_blind}}
+        computed = {}
         for name, stage in stages.items():
             bar.set_postfix_str(f"{task}: {name}")
-            out[name] = stage()
+            computed[name] = stage()
             bar.update()
-    bar.set_postfix_str("neurons")
-    result["neurons"] = neuron_analysis(models, {t: data[t].pairs for t in TASKS}, tokenizer, seeds, n_boot)
-    bar.update()
+        out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy,
+                                                "both_decisions": task in BOTH_DECISIONS, "target_blind": d.target_blind}}
+        out.update({name: computed[name] if name in computed else ran[task, name] for name in TASK_SECTIONS})
+    result["neurons"] = ran["neurons"]
     bar.close()
     result["between_tasks"] = between_tasks(analyses)
     result["verdict"] = verdict(result)
@@ -93,13 +107,15 @@ def _compute(cfg: ExperimentConfig, n_boot: int, zoo_dir, progress: bool) -> dic
 
 
 def report(out_dir: str | Path | None = None, cfg: ExperimentConfig = ExperimentConfig(), n_boot: int = 500,
-           cache_dir: str | Path | None = None, zoo_dir=zoo.ZOO_DIR, progress: bool = True, recompute: bool = False) -> dict:
+           cache_dir: str | Path | None = None, zoo_dir=zoo.ZOO_DIR, progress: bool = True, recompute: bool = False,
+           workers: int | None = None) -> dict:
     """Compute (or load) the report; optionally write JSON, table and figures to ``out_dir``.
 
     In order: the cache file ``<cache_dir>/report-<key>.json`` with ``key`` from :func:`cache_key`
     (a file whose stored key differs is stale); the report shipped with the package when it was
     computed for this zoo, config and bootstrap size (:mod:`.shipped`); else :func:`compute`, whose
     result is cached, and checked against the shipped one when ``$MECHSHIFT_VERIFY_SHIPPED`` is set.
+    ``workers``: processes :func:`compute` spreads the attributions over (the numbers do not change).
     """
     key = cache_key(cfg, zoo_dir)
     ship_key = shipped.shipped_key(cfg, n_boot, zoo_dir)
@@ -112,7 +128,7 @@ def report(out_dir: str | Path | None = None, cfg: ExperimentConfig = Experiment
     if result is None and not recompute and not shipped.verifying():
         result = shipped.load(ship_key)
     if result is None:
-        result = compute(cfg, n_boot, zoo_dir, progress)
+        result = compute(cfg, n_boot, zoo_dir, progress, workers)
         result["cache_key"] = key
         cache.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1))
