@@ -174,26 +174,38 @@ for nodes in ([], targeted, ablation.layer_matched_random(mdm.graph, targeted, s
     print(f"MDM on 64 IOI pairs, ablating {nodes or 'nothing'}: accuracy {accuracy:.2f}")
 
 # %% [markdown]
-# **1. A fair random control.** *(difficulty ★☆☆, importance ★★☆, about 10 minutes)*
-# Write `random_control(graph, k, seed, exclude) -> list[str]`: draw
-# `k` distinct components (heads `a{l}.h{h}` and MLPs `m{l}`, i.e. `graph.src_names` without
-# `input`) uniformly at random, never one of `exclude`, the same draw for the same seed. (Excluding
-# the targeted components makes the control strictly "other" components.)
+# **1. A fair random control.** *(difficulty ★★☆, importance ★★☆, about 15 minutes)*
+# Write `layer_matched(graph, targeted, seed) -> list[str]`, the control the report uses: for each
+# layer, draw as many of that layer's components (heads `a{l}.h{h}` and the MLP `m{l}`) as
+# `targeted` has in it, distinct and uniformly at random, the same draw for the same seed. The
+# targeted components themselves may be drawn: the control is "any components of these layers".
+# Why per layer? Early layers matter more to every model (chapter 6), so a control drawn from all
+# layers would mostly ablate late components, and any early ablation would beat it.
 #
-# ```{dropdown} Hint
-# `random.Random(seed).sample(candidates, k)` draws `k` distinct items, the same ones for the same seed.
+# ```{dropdown} Hint 1
+# `ablation.layer_of(name)` gives a component's layer (`"a2.h1"` -> 2, `"m0"` -> 0); count the
+# targeted components per layer with `collections.Counter`.
+# ```
+#
+# ```{dropdown} Hint 2
+# One `random.Random(seed)` for the whole draw; `rng.sample(candidates, k)` draws `k` distinct
+# items. Go through the layers in a fixed order, so the same seed gives the same draw.
 # ```
 
 # %% tags=["hide-input", "solution"]
-def random_control(graph, k, seed, exclude):
+def layer_matched(graph, targeted, seed):
     import random
+    from collections import Counter
 
-    candidates = [name for name in graph.src_names[1:] if name not in set(exclude)]
-    return random.Random(seed).sample(candidates, k)
+    rng = random.Random(seed)
+    per_layer = Counter(ablation.layer_of(name) for name in targeted)
+    return [name for layer in sorted(per_layer)
+            for name in rng.sample([n for n in graph.src_names[1:] if ablation.layer_of(n) == layer], per_layer[layer])]
 
 
 # %%
-checks.random_control(random_control)
+checks.layer_matched_control(layer_matched)
+assert layer_matched(mdm.graph, targeted, seed=0) == ablation.layer_matched_random(mdm.graph, targeted, seed=0)
 
 # %% [markdown]
 # ## 3. Rewiring along post-training

@@ -104,15 +104,6 @@ def ablated_logits(
     return model(input_ids, attention_mask, attention=attention, hooks=hooks)
 
 
-def random_components(graph: Graph, k: int, seed: int, pool: Sequence[str] | None = None, exclude: Iterable[str] = ()) -> list[str]:
-    """``k`` components (heads and MLPs by default) drawn without replacement, seeded."""
-    excluded = set(exclude)
-    candidates = [n for n in (pool if pool is not None else graph.src_names[1:]) if n not in excluded]
-    if not 0 <= k <= len(candidates):
-        raise ValueError(f"cannot draw {k} components from {len(candidates)} candidates")
-    return random.Random(seed).sample(candidates, k)
-
-
 def layer_matched_random(graph: Graph, targeted: Sequence[str], seed: int) -> list[str]:
     """For each layer, as many components drawn at random (without replacement, seeded) from that
     layer's heads and MLP as ``targeted`` has in it; the draw may include targeted components."""

@@ -51,12 +51,7 @@ def test_precomputed_means_of_every_node_give_the_same_ablation(model):
                               ablation.ablated_logits(model, x, ["a1.h0"], "mean"), atol=1e-4)
 
 
-def test_random_components_are_seeded_and_respect_exclusions(model):
-    a = ablation.random_components(model.graph, 3, seed=1, exclude=["m0"])
-    assert a == ablation.random_components(model.graph, 3, seed=1, exclude=["m0"])
-    assert "m0" not in a and "input" not in a and len(set(a)) == 3
-    with pytest.raises(ValueError, match="cannot draw"):
-        ablation.random_components(model.graph, 99, seed=0)
+def test_layer_of_reads_the_layer_from_a_component_name():
     assert [ablation.layer_of(n) for n in ("a2.h1", "m0", "input")] == [2, 0, -1]
 
 

@@ -205,12 +205,24 @@ def test_selectivity_checker():
         checks.selectivity(lambda p: 1 - (p.softmax(0) * p.softmax(0).log()).sum(0).neg() / torch.log(torch.tensor(3.0)))
 
 
-def test_random_control_checker():
+def test_layer_matched_control_checker():
     import random
 
-    checks.random_control(lambda g, k, seed, exclude: random.Random(seed).sample([n for n in g.src_names[1:] if n not in exclude], k))
-    with pytest.raises(AssertionError, match="random_control"):
-        checks.random_control(lambda g, k, seed, exclude: [n for n in g.src_names[1:] if n not in exclude][:k])   # not random
+    from mechshift_lite.ablation import layer_matched_random, layer_of
+
+    checks.layer_matched_control(layer_matched_random)
+    wrong = {
+        "all layers": lambda g, t, seed: random.Random(seed).sample(g.src_names[1:], len(t)),
+        "not random": lambda g, t, seed: [n for l in sorted({layer_of(x) for x in t}) for n in g.src_names[1:]
+                                          if layer_of(n) == l][:len(t)],
+        "targeted excluded": lambda g, t, seed: [n for l in sorted({layer_of(x) for x in t}) for n in random.Random(seed).sample(
+            [m for m in g.src_names[1:] if layer_of(m) == l and m not in t], sum(layer_of(x) == l for x in t))],
+        "with repeats": lambda g, t, seed: [random.Random(seed).choice([n for n in g.src_names[1:] if layer_of(n) == layer_of(x)])
+                                            for x in t] + [t[0]],
+    }
+    for name, fn in wrong.items():
+        with pytest.raises(AssertionError, match="layer_matched_control"):
+            checks.layer_matched_control(fn)
 
 
 # ----- chapters 4 and 5 -----

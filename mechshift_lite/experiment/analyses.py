@@ -98,7 +98,7 @@ def _residual_lens_stats(readings: dict[int, Tensor], pairs, n_boot: int) -> dic
 def commit_analysis(models: dict, pairs, tokenizer, seeds: list[int], steps: Sequence[int], views: dict) -> dict:
     """What the MDM's canvas at each diffusion step holds, and the metric on it (issue 11).
 
-    ``views``: the canvases the report attributed, by model key (:func:`~.pools.pool_views`).
+    ``views``: the canvases the report attributed, by model key (:func:`~.pools.step0_views`, :func:`~.pools.decoded_views`).
     Per step ``k`` (mean over seeds and examples): ``pad_share``, the share of the committed answer
     slots that hold ``[PAD]``; ``metric_clean`` and ``metric_corrupted_{clean,own}``, the logit
     difference on the clean canvas and on the corrupted canvas that copies the clean run's commits

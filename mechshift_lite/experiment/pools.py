@@ -32,7 +32,7 @@ from ..tasks import countdown, ioi
 from ..tasks.common import TaskPairs
 from ..tokenizer import Tokenizer, split_words
 from ..zoo import KINDS
-from .workers import run_jobs
+from .workers import run_jobs_with_bar
 
 TASKS: tuple[str, ...] = ("ioi", "countdown")
 COUNTDOWN_SELECTIONS: tuple[str, ...] = ("target-dependent", "any")
@@ -156,21 +156,29 @@ def attribute_view(model: Transformer, inputs: ModelInputs, cfg: ExperimentConfi
     return attribute_blocks(model, inputs, inputs.metric(), blocks, method=cfg.method, ig_steps=cfg.ig_steps)
 
 
-def pool_views(models: dict[str, Transformer], trajectory: dict[str, Transformer], pool: TaskPairs, tokenizer: Tokenizer,
-               cfg: ExperimentConfig, seeds: list[int], diffusion_steps: Iterable[int]) -> dict[str, ModelInputs]:
-    """Every view of the pool the report attributes, by model key (:func:`model_key`): each model
-    of ``models`` (an MDM at ``cfg.mdm_step``), each post-training checkpoint of ``trajectory``
-    (step 0), every seed's MDM at each diffusion step > 0 with both corrupted canvases (one
-    clean decoding per seed: :meth:`~mechshift_lite.inputs.ModelInputs.diffusion_views`) and
-    just before it commits the explained slot (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`)."""
+def step0_views(models: dict[str, Transformer], trajectory: dict[str, Transformer], pool: TaskPairs, tokenizer: Tokenizer,
+                cfg: ExperimentConfig) -> dict[str, ModelInputs]:
+    """The views of the pool that need no decoding, by model key (:func:`model_key`): each model of
+    ``models`` (an MDM at ``cfg.mdm_step``) and each post-training checkpoint of ``trajectory`` (step 0)."""
     views = {key: ModelInputs.from_pairs(model, pool, tokenizer, cfg.mdm_step if key.startswith("mdm/") else 0)
              for key, model in models.items()}
     views.update({key: ModelInputs.from_pairs(model, pool, tokenizer) for key, model in trajectory.items()})
+    return views
+
+
+def decoded_views(mdm: Transformer, pool: TaskPairs, tokenizer: Tokenizer, seed: int,
+                  diffusion_steps: Iterable[int]) -> dict[str, ModelInputs]:
+    """The views of the pool that seed ``seed``'s MDM must decode, by model key: the canvas at each
+    diffusion step > 0 with both corrupted canvases (one clean decoding:
+    :meth:`~mechshift_lite.inputs.ModelInputs.diffusion_views`), and each example just before it
+    commits the explained slot (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`). Empty
+    when no step is > 0. The expensive part of the views: :func:`collect` runs it per seed on the workers."""
     steps = [k for k in diffusion_steps if k > 0]
-    for s in seeds if steps else ():
-        for (k, commits), view in ModelInputs.diffusion_views(models[model_key("mdm", s)], pool, tokenizer, steps).items():
-            views[model_key("mdm", s, diffusion_step=k, copied_commits=commits == "clean")] = view
-        views[model_key("mdm", s, before_commit=True)] = ModelInputs.before_commit(models[model_key("mdm", s)], pool, tokenizer)[0]
+    if not steps:
+        return {}
+    views = {model_key("mdm", seed, diffusion_step=k, copied_commits=commits == "clean"): view
+             for (k, commits), view in ModelInputs.diffusion_views(mdm, pool, tokenizer, steps).items()}
+    views[model_key("mdm", seed, before_commit=True)] = ModelInputs.before_commit(mdm, pool, tokenizer)[0]
     return views
 
 
@@ -193,7 +201,7 @@ class TaskData:
         scores: model key (``"arm/0"``, ``"mdm/1"``, ``"mdm/0@step2000"``, ``"mdm/0#k3"`` for
             diffusion step 3) -> ``[n_chunks, n_src, n_dst]`` block scores, for the views :func:`attributed` keeps.
         views: model key -> the :class:`~mechshift_lite.inputs.ModelInputs` it was attributed on
-            (:func:`pool_views`), so later analyses read the same canvases without decoding again.
+            (:func:`step0_views`, :func:`decoded_views`), so later analyses read the same canvases without decoding again.
     """
 
     pairs: TaskPairs
@@ -248,7 +256,8 @@ def collect(
 
     ``post_training_steps``: the intermediate MDM checkpoints of the first seed to attribute
     (None: all that the zoo has, :func:`trajectory_steps`). ``workers``: processes the
-    attributions are spread over (:func:`~.workers.run_jobs`; the numbers do not depend on it).
+    decodings (one job per task and seed) and the attributions (one per view) are spread over
+    (:func:`~.workers.run_jobs`; the numbers do not depend on it).
     """
     tokenizer = zoo.tokenizer(zoo_dir)
     seeds = list(zoo_seeds(zoo_dir) if seeds is None else seeds)
@@ -256,26 +265,28 @@ def collect(
         raise ValueError("the zoo has no seed with all of arm, mdm and arm-continued")
     if post_training_steps is None:
         post_training_steps = trajectory_steps(seeds[0], zoo_dir)
+    diffusion_steps = tuple(diffusion_steps)
     models = {model_key(k, s): zoo.load(k, s, zoo_dir=zoo_dir) for s in seeds for k in KINDS}
     trajectory = {model_key("mdm", seeds[0], step): zoo.load("mdm", seeds[0], step, zoo_dir=zoo_dir)
                   for step in post_training_steps}
-    out, jobs = {}, {}
-    for task in tqdm(TASKS, desc="pools and canvases", disable=not progress):
+    out, decodings = {}, {}
+    for task in tqdm(TASKS, desc="pools", disable=not progress):
         drawn = task_pairs(task, tokenizer, cfg.problems(task), cfg.data_seed, cfg.countdown_selection)
         right = {key: correct(model, drawn, tokenizer, both=task in BOTH_DECISIONS) for key, model in models.items()}
-        pool_rows = torch.stack(list(right.values())).all(0).nonzero()[:, 0]
-        pool = drawn.select(pool_rows)
+        pool = drawn.select(torch.stack(list(right.values())).all(0).nonzero()[:, 0])
         sizes = torch.tensor([len(r) for r in chunk_rows(len(pool), cfg.n_chunks)])
-        views = pool_views(models, trajectory, pool, tokenizer, cfg, seeds, diffusion_steps)
-        for key, view in filter(lambda item: attributed(item[0]), views.items()):
-            model = trajectory[key] if key in trajectory else models[key.split("#")[0]]   # "mdm/0#k4": mdm/0's canvas
-            jobs[task, key] = (model, view, cfg)
         accuracy = {key: float(r.float().mean()) for key, r in right.items()}
         blind = {"drawn": target_blind_rates(drawn), "pool": target_blind_rates(pool)} if task == "countdown" else None
-        out[task] = TaskData(pool, len(drawn), accuracy, sizes, {}, blind, views)
-    bar = tqdm(total=len(jobs), desc="attributing", disable=not progress)
-    scores = run_jobs(attribute_view, jobs, workers, on_done=lambda key: bar.update())
-    bar.close()
-    for (task, key), block_scores in scores.items():
+        out[task] = TaskData(pool, len(drawn), accuracy, sizes, {}, blind, step0_views(models, trajectory, pool, tokenizer, cfg))
+        decodings.update({(task, s): (models[model_key("mdm", s)], pool, tokenizer, s, diffusion_steps) for s in seeds})
+    for (task, _), views in run_jobs_with_bar(decoded_views, decodings, workers, "decoding canvases", progress).items():
+        out[task].views.update(views)
+    jobs = {}
+    for task, data in out.items():
+        for key, view in filter(lambda item: attributed(item[0]), data.views.items()):
+            model = trajectory[key] if key in trajectory else models[key.split("#")[0]]   # "mdm/0#k4": mdm/0's canvas
+            jobs[task, key] = (model, view, cfg)
+    for (task, key), block_scores in run_jobs_with_bar(attribute_view, jobs, workers, "attributing", progress).items():
         out[task].scores[key] = block_scores
     return out
+

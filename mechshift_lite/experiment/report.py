@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import __version__, zoo
 from ..zoo import KINDS
@@ -25,12 +24,13 @@ from .cache import cache_key, default_cache_dir
 from .pools import BOTH_DECISIONS, TASKS, ExperimentConfig, collect, model_key, trajectory_steps, zoo_seeds
 from .statistics import Analysis, between_tasks
 from .verdicts import PAIRED_RULE, paired_verdict, verdict
-from .workers import call, check_workers, default_workers, run_jobs
+from .workers import call, check_workers, default_workers, run_jobs_with_bar
 
 DIFFUSION_STEPS = (0, 4, 8, 16, 24)   # committed answer tokens; the canvas has about 25 answer slots
 TASK_SECTIONS = ("overlap", "curve", "depth", "diffusion_steps", "trajectory", "lens", "ablation", "agreement",
                  "reliability", "paired", "component_curve", "diffusion_commits")
-"""The sections of each task's part of the report, in order; lens, ablation and diffusion_commits run the models."""
+"""The sections of each task's part of the report, in the report's order; lens, ablation and
+diffusion_commits run the models, the others are statistics of the attribution scores."""
 
 
 def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progress: bool = True,
@@ -66,44 +66,42 @@ def _compute(cfg: ExperimentConfig, n_boot: int, zoo_dir, progress: bool, worker
               "tasks": {}}
     steps = [k for k in DIFFUSION_STEPS if k > 0]
     analyses = {task: Analysis(data[task], graph, cfg, seeds, n_boot) for task in TASKS}
-    # The analyses that run the models, spread over the workers like the attributions.
-    model_jobs = {}
-    for task, a in analyses.items():
-        pairs = data[task].pairs
-        model_jobs[task, "lens"] = (lens_analysis, models, pairs, tokenizer, seeds, a, n_boot)
-        model_jobs[task, "ablation"] = (ablation_analysis, models, pairs, tokenizer, seeds, a)
-        model_jobs[task, "diffusion_commits"] = (commit_analysis, models, pairs, tokenizer, seeds, steps, data[task].views)
-    model_jobs["neurons"] = (neuron_analysis, models, {t: data[t].pairs for t in TASKS}, tokenizer, seeds, n_boot)
-    bar = tqdm(total=len(model_jobs) + len(TASKS) * (len(TASK_SECTIONS) - 3), desc="analysing", disable=not progress)
-    ran = run_jobs(call, model_jobs, workers, on_done=lambda key: bar.update())
-    for task, a in analyses.items():
+    jobs = {"neurons": (neuron_analysis, models, {t: data[t].pairs for t in TASKS}, tokenizer, seeds, n_boot)}
+    per_task = {task: _section_jobs(a, models, tokenizer, seeds, steps, post_steps, n_boot) for task, a in analyses.items()}
+    jobs.update({(task, name): per_task[task][name] for name in per_task[TASKS[0]] for task in TASKS})
+    ran = run_jobs_with_bar(call, jobs, workers, "analysing", progress)
+    for task in TASKS:
         d = data[task]
-        stages = {
-            "overlap": a.overlaps,
-            "curve": a.curve,
-            "depth": a.depth,
-            "diffusion_steps": lambda: a.diffusion_steps(steps),
-            "trajectory": lambda: a.trajectory(post_steps),
-            "agreement": a.agreement,                 # issue 11: N-free overlaps
-            "reliability": a.reliability,             # split-half ceilings
-            "paired": a.paired,                       # paired differences
-            "component_curve": a.component_curve,     # top-K overlap over K
-        }
-        computed = {}
-        for name, stage in stages.items():
-            bar.set_postfix_str(f"{task}: {name}")
-            computed[name] = stage()
-            bar.update()
         out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy,
                                                 "both_decisions": task in BOTH_DECISIONS, "target_blind": d.target_blind}}
-        out.update({name: computed[name] if name in computed else ran[task, name] for name in TASK_SECTIONS})
+        out.update({name: ran[task, name] for name in TASK_SECTIONS})
     result["neurons"] = ran["neurons"]
-    bar.close()
     result["between_tasks"] = between_tasks(analyses)
     result["verdict"] = verdict(result)
     result["verdict_paired"] = paired_verdict(result)
     result["verdict_paired_rule"] = PAIRED_RULE
     return result
+
+
+def _section_jobs(a: Analysis, models: dict, tokenizer, seeds: list[int], steps: list[int], post_steps: list[int],
+                  n_boot: int) -> dict[str, tuple]:
+    """The jobs (for :func:`~.workers.call`) that compute each of :data:`TASK_SECTIONS` for the task of
+    ``a``, the longest first, so that the workers finish together."""
+    pairs, views = a.data.pairs, a.data.views
+    return {
+        "ablation": (ablation_analysis, models, pairs, tokenizer, seeds, a, n_boot),
+        "diffusion_commits": (commit_analysis, models, pairs, tokenizer, seeds, steps, views),
+        "overlap": (a.overlaps,),
+        "lens": (lens_analysis, models, pairs, tokenizer, seeds, a, n_boot),
+        "paired": (a.paired,),                     # paired differences
+        "diffusion_steps": (a.diffusion_steps, steps),
+        "agreement": (a.agreement,),               # N-free overlaps
+        "depth": (a.depth,),
+        "curve": (a.curve,),
+        "component_curve": (a.component_curve,),   # top-K overlap over K
+        "trajectory": (a.trajectory, post_steps),
+        "reliability": (a.reliability,),           # split-half ceilings
+    }
 
 
 def report(out_dir: str | Path | None = None, cfg: ExperimentConfig = ExperimentConfig(), n_boot: int = 500,

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from typing import Any, Callable, Hashable, Mapping
 
 import torch
+from tqdm.auto import tqdm
 
 WORKERS_ENV = "MECHSHIFT_WORKERS"
 MAX_DEFAULT_WORKERS = 4
@@ -86,3 +87,10 @@ def run_jobs(fn: Callable[..., Any], jobs: Mapping[Hashable, tuple], workers: in
         raise
     pool.shutdown()
     return {key: results[key] for key in jobs}
+
+
+def run_jobs_with_bar(fn: Callable[..., Any], jobs: Mapping[Hashable, tuple], workers: int, desc: str,
+                      progress: bool = True) -> dict[Hashable, Any]:
+    """:func:`run_jobs` with a progress bar named ``desc`` (none when ``progress`` is False)."""
+    with tqdm(total=len(jobs), desc=desc, disable=not progress) as bar:
+        return run_jobs(fn, jobs, workers, on_done=lambda key: bar.update())

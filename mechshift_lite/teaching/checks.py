@@ -7,6 +7,7 @@ own solution, and prints one line: ``"<name>: all checks passed"``, or raises an
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -17,6 +18,7 @@ from ..model import Hooks, NodeRun, Transformer
 from ..tasks import build_tokenizer, countdown
 
 if TYPE_CHECKING:
+    from ..graph import Graph
     from ..inputs import ModelInputs
 
 
@@ -237,22 +239,31 @@ def selectivity(fn: Callable[[Tensor], Tensor]) -> None:
     passed("selectivity")
 
 
-def random_control(fn: Callable) -> None:
-    """Check ``fn(graph, k, seed, exclude) -> list[str]``: distinct heads/MLPs, seeded, never excluded ones."""
+def layer_matched_control(fn: Callable[[Graph, list[str], int], list[str]]) -> None:
+    """Check ``fn(graph, targeted, seed) -> list[str]``: per layer, as many distinct heads/MLPs of that
+    layer as ``targeted`` has there, seeded, uniform over the layer (targeted ones may be drawn)."""
+    from ..ablation import layer_of
     from ..graph import Graph
 
     graph = Graph(4, 4)
-    components = set(graph.src_names[1:])
-    draws = [fn(graph, 3, seed, ["m0", "a0.h0"]) for seed in range(200)]
+    targeted = ["a0.h1", "m0", "a2.h3"]
+    wanted = Counter(layer_of(name) for name in targeted)
+    draws = [fn(graph, targeted, seed) for seed in range(200)]
     for d in draws:
-        if len(d) != 3 or len(set(d)) != 3 or not set(d) <= components or {"m0", "a0.h0"} & set(d):
-            raise AssertionError(f"random_control: {d} is not 3 distinct components outside the excluded ones")
-    if fn(graph, 3, 7, []) != fn(graph, 3, 7, []):
-        raise AssertionError("random_control: the same seed must give the same draw")
+        if len(set(d)) != len(d) or not set(d) <= set(graph.src_names[1:]):
+            raise AssertionError(f"layer_matched_control: {d} is not a list of distinct heads and MLPs")
+        if Counter(layer_of(name) for name in d) != wanted:
+            raise AssertionError(f"layer_matched_control: {d} does not draw, per layer, as many components as "
+                                 f"{targeted} has there ({dict(wanted)} by layer)")
+    if fn(graph, targeted, 7) != fn(graph, targeted, 7):
+        raise AssertionError("layer_matched_control: the same seed must give the same draw")
+    layers = [n for n in graph.src_names[1:] if layer_of(n) in wanted]
     seen = {c for d in draws for c in d}
-    if len(seen) < len(components) - 2:
-        raise AssertionError(f"random_control: only {len(seen)} of {len(components) - 2} allowed components ever drawn: not uniform")
-    passed("random_control")
+    if seen != set(layers):
+        missing = sorted(set(layers) - seen)
+        raise AssertionError(f"layer_matched_control: {missing} never drawn in 200 seeds: draw uniformly from the whole "
+                             "layer, the targeted components included")
+    passed("layer_matched_control")
 
 
 # ----- chapters 4 and 5 -----------------------------------------------------------------------
