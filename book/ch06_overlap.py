@@ -243,11 +243,12 @@ Markdown(f"1. draw held-out problems ({cfg.problems('ioi')} IOI, {cfg.problems('
          f"{blind['drawn']['largest operand']:.0%} of them, the commonest first move of the operands on "
          f"{blind['drawn']['most common']:.0%}; on as many problems drawn from all pairable ones they get "
          f"{blind_any['largest operand']:.0%} and {blind_any['most common']:.0%});\n"
-         f"2. attribute every model on the pool in {cfg.n_chunks} fixed blocks of examples;\n"
+         f"2. attribute every model on the first {cfg.max_pool} pairs of the pool (in draw order: a fixed cost whatever the "
+         f"zoo's accuracy), in {cfg.n_chunks} fixed blocks of examples;\n"
          f"3. compute each statistic per seed and average over seeds; the 95% interval comes from a "
          f"hierarchical bootstrap ({result['n_boot']} replicates) that resamples seeds, then blocks of examples within them.\n\n"
-         "| task | drawn | common-correct | accuracy of each model on the drawn problems |\n|---|---|---|---|\n" + "\n".join(
-             f"| {task} | {t['pool']['n_drawn']} | {t['pool']['n_common_correct']} | "
+         "| task | drawn | common-correct | attributed | accuracy of each model on the drawn problems |\n|---|---|---|---|---|\n" + "\n".join(
+             f"| {task} | {t['pool']['n_drawn']} | {t['pool']['n_common_correct']} | {t['pool']['n_attributed']} | "
              + ", ".join(f"{key} {acc:.0%}" for key, acc in t["pool"]["accuracy"].items()) + " |"
              for task, t in result["tasks"].items()))
 
@@ -415,6 +416,55 @@ Markdown("| task | model | mean edge depth | mean source depth | mean destinatio
 plots.early_share(result);
 
 # %% [markdown]
+# ## A second Countdown decision: the intermediate result
+#
+# The first answer token is one decision of the plan: which numbers to combine first. The report
+# attributes a second one, later in the answer: the first digit of equation 1's result X (in
+# `44-15=29,79-29=50`, the `2` of `29`). The pair is the same (same operands, another target), and
+# each model is read where *it* writes X:
+#
+# - the ARM (and the ARM-continued control) is **teacher-forced**: it reads the prompt followed by
+#   its own answer's equation 1 up to `=` (`44-15=`), and is read at that `=`. For it X is
+#   arithmetic on the two numbers it has just written.
+# - the MDM is read on its own canvas, **one step before its confidence decoding commits X's
+#   first digit**, holding only the tokens it committed itself before that step
+#   (`ModelInputs.before_commit`). The MDM may commit X before the numbers that make it, in which
+#   case it must decide X from the operands and the target: the planning step again.
+#
+# A pair is kept when its two answers' prefixes have the same length (X starts at the same slot)
+# and the two X start with different digits (`countdown.x_pairable`), and when every model gets
+# both prompts' digit right where it is read. Only the final models are attributed on it.
+
+# %%
+x = result["tasks"]["countdown"]["x_decision"]
+first = result["tasks"]["countdown"]
+xo, xr, xp, fo = x["overlap"], x["reliability"], x["paired"], first["overlap"]
+Markdown(f"Of the {first['pool']['n_drawn']} Countdown problems drawn, {x['pool']['n_drawn']} have a pair for this decision, "
+         f"{x['pool']['n_common_correct']} are common-correct, and {x['pool']['n_attributed']} are attributed.\n\n"
+         "| decision | ARM-MDM top-N Jaccard | ARM-ARMc | ceiling ARM | ceiling MDM | (ARM-ARMc) - (ARM-MDM) | "
+         "MDM - ARM mean depth | ARMc - ARM mean depth |\n|---|---|---|---|---|---|---|---|\n"
+         + "\n".join(f"| {label} | {fmt(t['overlap']['edge_arm_mdm'])} | {fmt(t['overlap']['edge_arm_armc'])} | "
+                     f"{fmt(t['reliability']['ceiling_edge_arm'])} | {fmt(t['reliability']['ceiling_edge_mdm'])} | "
+                     f"{fmt(t['paired']['edge_armc_minus_mdm'])} | {fmt(t['paired']['depth_mdm_minus_arm'])} | "
+                     f"{fmt(t['paired']['depth_armc_minus_arm'])} |"
+                     for label, t in (("first answer token", first), ("first digit of X", x))))
+
+# %%
+def excludes_zero(stat):
+    return stat["lo"] > 0 or stat["hi"] < 0
+
+
+shift = xp["edge_armc_minus_mdm"]
+Markdown(f"On X the MDM keeps {xo['edge_arm_mdm']['mean']:.2f} of the ARM's top-{N} edges (Jaccard) where the "
+         f"ARM-continued control keeps {xo['edge_arm_armc']['mean']:.2f}; the paired difference {fmt(shift)} "
+         + ("excludes zero" if excludes_zero(shift) else "does not exclude zero")
+         + f" (on the first answer token: {fmt(first['paired']['edge_armc_minus_mdm'])}). The MDM's mean edge depth "
+         f"minus the ARM's is {fmt(xp['depth_mdm_minus_arm'])} on X, against {fmt(xp['depth_armc_minus_arm'])} for the "
+         "control. The two models are read on different inputs here (the ARM sees the equation it wrote, the MDM only "
+         "what it committed), so a low overlap says that they decide X differently, which is the question, and not "
+         "that one of them decides it worse: every model in the pool gets X right.")
+
+# %% [markdown]
 # ## What the miniature says
 #
 # The report checks the paper's three directions and prints the numbers that decide each one.
@@ -449,9 +499,9 @@ Markdown(summary(result))
 # %%
 Markdown(f"First, the toy has {L} layers and {graph.n_edges} edges, so \"early\" is a coarse bucket and $N = {N}$ "
          f"edges is a small set. Second, the MDMs here solve {mean_solved['mdm']:.0%} of Countdown problems end to end "
-         f"(their ARMs {mean_solved['arm']:.0%}), while the pool only asks for the first answer token: the circuits explain "
-         "that first decision, not the whole plan, and two models can share that decision while they differ in the "
-         "rest of the plan. Third, every interval is over "
+         f"(their ARMs {mean_solved['arm']:.0%}), while the pools ask for one token: the first answer token, and in the section above X's first digit. "
+         "The circuits explain those decisions, not the whole plan, and two models can share them while they differ "
+         "in the rest of the plan. Third, every interval is over "
          f"{len(seeds)} seeds ({distinct_resamples(len(seeds))} distinct resamples of them): it shows how much the numbers "
          "move between training runs, and it is wide for exactly that reason.")
 

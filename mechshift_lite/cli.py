@@ -85,8 +85,8 @@ def _report(args: argparse.Namespace) -> int:
     from .experiment.report import report
     from .experiment.verdicts import summary, table
 
-    cfg = ExperimentConfig(n_problems=args.problems, n_problems_countdown=args.problems_countdown, n_chunks=args.chunks,
-                           method=args.method, ig_steps=args.ig_steps, edge_fraction=args.edge_fraction, mdm_step=args.mdm_step)
+    cfg = ExperimentConfig(n_problems=args.problems, n_problems_countdown=args.problems_countdown, max_pool=args.max_pool,
+                           n_chunks=args.chunks, method=args.method, ig_steps=args.ig_steps, edge_fraction=args.edge_fraction, mdm_step=args.mdm_step)
     if args.ship and not shipped.is_shipped_setting(cfg, args.boot, args.zoo_dir):
         raise SystemExit("--ship writes the report of the default settings on the installed zoo: drop the other options")
     result = report(args.out, cfg, n_boot=args.boot, cache_dir=args.cache_dir, zoo_dir=args.zoo_dir,
@@ -174,9 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep = groups.add_parser("report", help="every analysis on the zoo: the Table-1 analogue with baselines and CIs")
     rep.add_argument("--out", type=Path, help="write report.json, table.txt and figures here (a new or earlier report folder)")
     rep.add_argument("--problems", type=int, default=ExperimentConfig.n_problems,
-                     help="held-out IOI problems before the common-correct filter (default %(default)s)")
+                     help="held-out problems per task before the common-correct filter (default %(default)s)")
     rep.add_argument("--problems-countdown", type=int, default=ExperimentConfig.n_problems_countdown,
-                     help="held-out Countdown problems before the common-correct filter (default %(default)s)")
+                     help="held-out Countdown problems, if not --problems (default: as --problems)")
+    rep.add_argument("--max-pool", type=int, default=ExperimentConfig.max_pool,
+                     help="attribute the first this many common-correct pairs of each task (default %(default)s)")
     rep.add_argument("--edge-fraction", type=float, default=0.05, help="top-N edges as a fraction of all edges")
     rep.add_argument("--method", default="EAP-IG-inputs", help="attribution method (see mechshift_lite.METHODS)")
     rep.add_argument("--ig-steps", type=int, default=5, help="integrated-gradient steps m of the EAP-IG methods")

@@ -25,6 +25,10 @@ every model, thanks to the shift):
   :meth:`ModelInputs.before_commit` puts each example at its own step: the canvas one step before
   the model's free decoding would commit the explained slot (issue 11: a step where the decision
   is about to be made, not one that commits padding), the corrupted canvas with its own commits.
+
+A decision read after a teacher-forced answer prefix (``TaskPairs.answer_start`` set: Countdown's
+intermediate result) gives the ARM the prefix and the MDM a canvas masked from the end of the
+prompt: the MDM reads only what it commits itself.
 """
 
 from __future__ import annotations
@@ -122,9 +126,9 @@ class ModelInputs:
         if model.attention == "causal":
             raise ValueError("diffusion_views reads a masked diffusion model's canvas; this model is causal (an ARM)")
         canvas = pairs.to_mdm(tokenizer)
-        answer_start = pairs.readout_pos + 1
+        answer_start = pairs.mdm_answer_start
         slots = torch.arange(canvas.clean_ids.shape[1])[None, :]
-        explained = slots == answer_start[:, None]          # the token the metric reads stays masked
+        explained = slots == pairs.readout_pos[:, None] + 1   # the token the metric reads stays masked
         in_answer = slots >= answer_start[:, None]
         cleans = diffusion.masked_states(model, canvas.clean_ids, answer_start, steps, tokenizer.mask_id, hold=explained)
         views = {}
@@ -152,9 +156,9 @@ class ModelInputs:
         if model.attention == "causal":
             raise ValueError("before_commit reads a masked diffusion model's canvas; this model is causal (an ARM)")
         canvas = pairs.to_mdm(tokenizer)
-        answer_start = pairs.readout_pos + 1
+        answer_start = pairs.mdm_answer_start
         free = diffusion.confidence_sample(model, canvas.clean_ids, answer_start, tokenizer.mask_id)
-        step = free.commit_step[torch.arange(len(answer_start)), answer_start]                  # [N]
+        step = free.commit_step[torch.arange(len(answer_start)), pairs.readout_pos + 1]         # [N]
         in_answer = torch.arange(canvas.clean_ids.shape[1])[None, :] >= answer_start[:, None]
         still_masked = in_answer & ~((free.commit_step >= 0) & (free.commit_step < step[:, None]))
         clean = free.ids.masked_fill(still_masked, tokenizer.mask_id)

@@ -166,3 +166,21 @@ def test_before_commit_is_each_examples_canvas_at_the_step_its_free_decoding_com
 def test_before_commit_refuses_an_arm(pairs):
     with pytest.raises(ValueError, match="causal"):
         ModelInputs.before_commit(Transformer(CFG, "causal").init_weights(0), pairs["ioi"], TOK)
+
+
+def test_the_mdm_reads_a_teacher_forced_decision_where_it_commits_the_slot_itself_never_the_forced_prefix(mdm):
+    from mechshift_lite.tasks import countdown
+
+    problems = [ex for ex in countdown.generate(80, 4, "test") if countdown.x_pairable(ex)][:6]
+    forced, prompt_only = countdown.make_x_pairs(TOK, problems), countdown.make_pairs(TOK, problems)
+    x, steps = ModelInputs.before_commit(mdm, forced, TOK)
+    slot = forced.readout_pos + 1                                         # X's first digit
+    free = ml.diffusion.confidence_sample(mdm, prompt_only.to_mdm(TOK).clean_ids, prompt_only.readout_pos + 1, TOK.mask_id)
+    rows = torch.arange(len(problems))
+    assert torch.equal(steps, free.commit_step[rows, slot])
+    committed = (free.commit_step >= 0) & (free.commit_step < steps[:, None])
+    assert torch.equal(x.clean_ids, free.ids.masked_fill(answer_span(prompt_only) & ~committed, TOK.mask_id))
+    assert torch.equal(x.clean_ids[:, :int(forced.answer_start.min())], prompt_only.to_mdm(TOK).clean_ids[:, :int(forced.answer_start.min())])
+    assert torch.equal(x.readout_pos, forced.readout_pos) and (x.clean_ids[rows, slot] == TOK.mask_id).all()
+    arm = ModelInputs.from_pairs(Transformer(CFG, "causal").init_weights(0), forced, TOK)
+    assert torch.equal(arm.clean_ids, forced.clean_ids)                  # the ARM reads the prefix

@@ -19,7 +19,7 @@ ZERO = {"mean": 0.0, "lo": 0.0, "hi": 0.0}
 def result(tmp_path_factory):
     folder = write_fake_zoo(tmp_path_factory.mktemp("copies"), armc_copies_arm=True)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct_on", lambda model, inputs, both=False: torch.ones(inputs.n_examples, dtype=torch.bool))
         return report.compute(SMALL, n_boot=20, zoo_dir=folder, progress=False)
 
 
@@ -80,3 +80,14 @@ def test_diffusion_steps_and_what_each_step_commits_are_reported(result):
     assert set(steps["before_commit"]) == {"component_overlap", "edge_overlap"}
     assert all(0 <= x <= 1 for x in commits["pad_share"])
     assert commits["explained_commit_step"]["median"] >= 0
+
+
+def test_countdowns_second_decision_is_reported_and_the_copies_agree_fully_on_it(result):
+    x = result["tasks"]["countdown"]["x_decision"]
+    assert set(x) == {"pool", *report.X_DECISION_SECTIONS} and x["pool"]["both_decisions"]
+    assert SMALL.n_chunks <= x["pool"]["n_attributed"] == x["pool"]["n_common_correct"] < x["pool"]["n_drawn"] + 1
+    for key in ("edge_arm_armc", "component_arm_armc"):
+        assert x["overlap"][key] == approx(EXACT), key
+    assert x["agreement"]["spearman_arm_armc"] == approx(EXACT)
+    assert x["paired"]["depth_armc_minus_arm"] == approx(ZERO)
+    assert x["overlap"]["edge_arm_mdm"]["mean"] < 1    # the MDMs are other random models

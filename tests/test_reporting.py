@@ -1,5 +1,6 @@
 """The report pipeline end to end on a fake zoo of tiny random models (every example counted correct)."""
 
+import dataclasses
 import hashlib
 import json
 
@@ -9,7 +10,7 @@ from safetensors.torch import save_file
 
 from mechshift_lite import ModelConfig, ModelInputs, Transformer, compare, experiment, plots, zoo
 from mechshift_lite.experiment import pools, report, verdicts
-from mechshift_lite.tasks import CANVAS, build_tokenizer
+from mechshift_lite.tasks import CANVAS, build_tokenizer, countdown
 
 TOK = build_tokenizer()
 CFG = ModelConfig(d_vocab=len(TOK), n_ctx=CANVAS, d_model=32, n_layers=3, n_heads=2, d_head=16, d_mlp=64)
@@ -41,7 +42,7 @@ def fake_zoo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def result(fake_zoo):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct_on", lambda model, inputs, both=False: torch.ones(inputs.n_examples, dtype=torch.bool))
         return report.compute(SMALL, n_boot=20, zoo_dir=fake_zoo, progress=False)
 
 
@@ -58,7 +59,7 @@ def all_stats(tree):
 
 def test_diffusion_steps_are_attributed_on_the_models_own_commits_never_on_copied_ones_and_before_each_commit(fake_zoo):
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct_on", lambda model, inputs, both=False: torch.ones(inputs.n_examples, dtype=torch.bool))
         data = pools.collect(SMALL, seeds=[0], diffusion_steps=(0, 4), post_training_steps=[], zoo_dir=fake_zoo, progress=False)
     d = data["countdown"]
     assert "mdm/0#k4~copied" in d.views and set(d.scores) == set(d.views) - {"mdm/0#k4~copied"}
@@ -67,6 +68,44 @@ def test_diffusion_steps_are_attributed_on_the_models_own_commits_never_on_copie
     torch.testing.assert_close(d.scores["mdm/0#k4"], pools.attribute_view(mdm, own, SMALL))
     before, _ = ModelInputs.before_commit(mdm, d.pairs, TOK)
     torch.testing.assert_close(d.scores["mdm/0#pre"], pools.attribute_view(mdm, before, SMALL))
+
+
+def test_the_second_countdown_decision_attributes_arms_teacher_forced_and_mdms_where_they_commit_x(fake_zoo):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pools, "correct_on", lambda model, inputs, both=False: torch.ones(inputs.n_examples, dtype=torch.bool))
+        data = pools.collect(SMALL, seeds=[0], diffusion_steps=(0,), post_training_steps=[], zoo_dir=fake_zoo, progress=False)
+    x, first = data[pools.X_DECISION], data["countdown"]
+    assert x.n_drawn == sum(countdown.x_pairable(ex, SMALL.data_seed) for ex in first.pairs.examples)   # all drawn are correct here
+    expected = countdown.make_x_pairs(TOK, [ex for ex in first.pairs.examples if countdown.x_pairable(ex, SMALL.data_seed)],
+                                      seed=SMALL.data_seed)
+    assert torch.equal(x.pairs.clean_ids, expected.clean_ids) and set(x.scores) == {f"{k}/0" for k in zoo.KINDS}
+    arm, mdm = zoo.load("arm", 0, zoo_dir=fake_zoo), zoo.load("mdm", 0, zoo_dir=fake_zoo)
+    torch.testing.assert_close(x.scores["arm/0"], pools.attribute_view(arm, ModelInputs.from_pairs(arm, expected, TOK), SMALL))
+    torch.testing.assert_close(x.scores["mdm/0"], pools.attribute_view(mdm, ModelInputs.before_commit(mdm, expected, TOK)[0], SMALL))
+
+
+def test_the_pool_attributed_is_the_first_max_pool_common_correct_pairs_in_draw_order(fake_zoo):
+    def correct_on(model, inputs, both=False):   # every third pair wrong for the MDM: not common-correct
+        right = torch.ones(inputs.n_examples, dtype=torch.bool)
+        right[::3] = model.attention == "causal"
+        return right
+
+    pools_of = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pools, "correct_on", correct_on)
+        mp.setattr(pools, "attribute_view", lambda model, view, cfg: torch.zeros(cfg.n_chunks))
+        for cap in (None, 4):
+            cfg = dataclasses.replace(SMALL, max_pool=cap)
+            pools_of[cap] = pools.collect(cfg, seeds=[0], diffusion_steps=(0,), post_training_steps=[], zoo_dir=fake_zoo,
+                                          progress=False)
+    for task in ("ioi", "countdown"):
+        full, capped = pools_of[None][task], pools_of[4][task]
+        survivors = [i for i in range(full.n_drawn) if i % 3]
+        assert full.n_common_correct == capped.n_common_correct == len(full.pairs) == len(survivors)
+        assert [ex.prompt for ex in capped.pairs.examples] == [ex.prompt for ex in full.pairs.examples][:4]
+        assert int(capped.chunk_sizes.sum()) == 4 and capped.views["arm/0"].n_examples == 4
+    with pytest.raises(ValueError, match="max_pool"):
+        dataclasses.replace(SMALL, max_pool=SMALL.n_chunks - 1)
 
 
 def test_each_task_draws_its_own_number_of_problems(result):
@@ -158,7 +197,7 @@ def test_report_command_writes_its_folder_and_refuses_a_foreign_one(fake_zoo, tm
     args = ["report", "--zoo-dir", str(fake_zoo), "--problems", "12", "--chunks", "3", "--method", "EAP", "--ig-steps", "1",
             "--boot", "10", "--edge-fraction", "0.1", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct_on", lambda model, inputs, both=False: torch.ones(inputs.n_examples, dtype=torch.bool))
         assert main([*args, "--out", str(tmp_path / "out")]) == 0
         printed = capsys.readouterr().out
         written = json.loads((tmp_path / "out" / "report.json").read_text())

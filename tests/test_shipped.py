@@ -18,7 +18,7 @@ def computed(tmp_path_factory):
     zoo_dir = write_fake_zoo(tmp_path_factory.mktemp("zoo"))
     cache = tmp_path_factory.mktemp("cache")
     with pytest.MonkeyPatch.context() as mp:   # random models: count every example correct, as test_reporting does
-        mp.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
+        mp.setattr(pools, "correct_on", lambda model, inputs, both=False: torch.ones(inputs.n_examples, dtype=torch.bool))
         result = report.report(None, SMALL, n_boot=N_BOOT, cache_dir=cache, zoo_dir=zoo_dir, progress=False)
     return zoo_dir, cache, result
 

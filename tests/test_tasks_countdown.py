@@ -202,3 +202,25 @@ def test_target_dependent_problems_have_a_first_move_no_blind_rule_predicts():
         assert firsts[blind["most common"]] == max(firsts.values())
         first = split_words(ex.answer)[0]
         assert countdown.target_dependent(ex) == (countdown.pairable(ex) and first not in blind.values())
+
+
+def test_x_pairs_teacher_force_each_prompts_own_equation_1_prefix_and_contrast_the_first_digits_of_x() -> None:
+    examples = [ex for ex in countdown.generate(300, 5, "test") if countdown.pairable(ex)]
+    keep = [ex for ex in examples if countdown.x_pairable(ex, seed=2)]
+    assert 0 < len(keep) < len(examples)
+    pairs = countdown.make_x_pairs(TOK, keep, seed=2)
+    first = countdown.make_pairs(TOK, keep, seed=2)                     # the first decision: the same corrupted targets
+    assert [c.meta["target"] for c in pairs.corrupted_examples] == [c.meta["target"] for c in first.corrupted_examples]
+    for i, (ex, clean, corrupted) in enumerate(zip(keep, pairs.examples, pairs.corrupted_examples)):
+        own = countdown.solve(ex.meta["numbers"], corrupted.meta["target"])
+        eq1, eq1_corrupted = ex.answer.split("=")[0] + "=", own.split("=")[0] + "="
+        assert clean.prompt == ex.prompt + eq1 and corrupted.prompt.endswith(" [SEP]" + eq1_corrupted)
+        x, x_corrupted = ex.answer.split("=")[1].split(",")[0], own.split("=")[1].split(",")[0]
+        assert TOK.decode([int(pairs.answer_ids[i])]) == x[0] != TOK.decode([int(pairs.distractor_ids[i])]) == x_corrupted[0]
+        tokens = TOK.encode(clean.prompt, bos=True)
+        assert int(pairs.readout_pos[i]) == len(tokens) - 1 and TOK.decode([tokens[-1]]) == "="
+        assert int(pairs.answer_start[i]) == len(TOK.encode(ex.prompt, bos=True))   # where the prefix starts
+    rejected = next(ex for ex in examples if not countdown.x_pairable(ex, seed=2))
+    with pytest.raises(ValueError, match="x_pairable"):
+        countdown.make_x_pairs(TOK, [keep[0], rejected], seed=2)
+    assert len(countdown.make_x_pairs(TOK, keep, seed=2).select([0, 2]).answer_start) == 2

@@ -44,7 +44,7 @@ def test_worker_counts_are_checked(monkeypatch):
 
 def test_attributions_spread_over_two_workers_equal_those_of_one(tmp_path, monkeypatch):
     zoo_dir = write_fake_zoo(tmp_path, seeds=(0,), snapshots=())
-    monkeypatch.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
+    monkeypatch.setattr(pools, "correct_on", lambda model, inputs, both=False: torch.ones(inputs.n_examples, dtype=torch.bool))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # as report.compute runs: one thread here, one in each worker
     try:
@@ -62,7 +62,7 @@ def test_the_whole_report_is_the_same_with_one_worker_or_two(tmp_path, monkeypat
     from mechshift_lite.experiment import report, shipped
 
     zoo_dir = write_fake_zoo(tmp_path)
-    monkeypatch.setattr(pools, "correct", lambda model, pairs, tok, both=False: torch.ones(len(pairs), dtype=torch.bool))
+    monkeypatch.setattr(pools, "correct_on", lambda model, inputs, both=False: torch.ones(inputs.n_examples, dtype=torch.bool))
     one, two = (report.compute(SMALL, n_boot=20, zoo_dir=zoo_dir, progress=False, workers=n) for n in (1, 2))
     assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
     assert list(one["tasks"]["ioi"]) == ["pool", *report.TASK_SECTIONS] and not shipped.differences(one, two)

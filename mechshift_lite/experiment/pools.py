@@ -32,11 +32,16 @@ from ..tasks import countdown, ioi
 from ..tasks.common import TaskPairs
 from ..tokenizer import Tokenizer, split_words
 from ..zoo import KINDS
-from .workers import run_jobs_with_bar
+from .workers import call, run_jobs_with_bar
 
 TASKS: tuple[str, ...] = ("ioi", "countdown")
 COUNTDOWN_SELECTIONS: tuple[str, ...] = ("target-dependent", "any")
-BOTH_DECISIONS: tuple[str, ...] = ("countdown",)
+X_DECISION = "countdown-x"
+"""Key of Countdown's second decision (the first digit of the intermediate result X,
+:func:`~mechshift_lite.tasks.countdown.make_x_pairs`): ARMs teacher-forced on equation 1 up to its
+``=``, each MDM at the step where its own decoding commits X (:func:`x_decision_views`). Its pool
+is drawn from the Countdown problems; only the final models are attributed on it."""
+BOTH_DECISIONS: tuple[str, ...] = ("countdown", X_DECISION)
 """Tasks whose pool keeps a pair only when every model gets both its decisions right (clean prompt:
 the clean answer's first token; corrupted prompt: the corrupted answer's). IOI's corrupted prompt
 (three different names) has no right answer, so its pool asks for the clean decision only."""
@@ -47,11 +52,14 @@ class ExperimentConfig:
     """Everything that decides the numbers of the report (its cache key includes all of it).
 
     Attributes:
-        n_problems: held-out IOI problems drawn, before the common-correct filter (and Countdown's
-            when ``n_problems_countdown`` is None).
-        n_problems_countdown: held-out Countdown problems drawn. More than IOI's: only about a third
-            of them survive the common-correct filter (every model must get both decisions right),
-            and the IOI pool keeps nearly all of its problems.
+        n_problems: held-out problems drawn per task, before the common-correct filter (as the
+            paper's pool of 500; Countdown's is ``n_problems_countdown`` when that is not None).
+        n_problems_countdown: held-out Countdown problems drawn, if not ``n_problems``.
+        max_pool: the pool attributed is the first ``max_pool`` common-correct pairs in draw order
+            (None: all of them). It keeps the report's cost fixed whatever the zoo's accuracy: IOI
+            keeps nearly every problem, and a better zoo keeps more Countdown ones. The report
+            states the survivors and the pairs attributed, and the split-half ceilings show
+            whether the pool is large enough (:meth:`.statistics.Analysis.reliability`).
         n_chunks: fixed blocks of examples (the bootstrap resamples blocks).
         method, ig_steps: the attribution method (the paper: EAP-IG).
         edge_fraction: top-N as a fraction of the graph's edges (the paper keeps 1000 edges of a
@@ -64,8 +72,9 @@ class ExperimentConfig:
             the attributed decision needs the target; ``"any"``: every pairable problem.
     """
 
-    n_problems: int = 96
-    n_problems_countdown: int | None = 500
+    n_problems: int = 500
+    n_problems_countdown: int | None = None
+    max_pool: int | None = 160
     n_chunks: int = 8
     method: str = "EAP-IG-inputs"
     ig_steps: int = 5
@@ -76,6 +85,10 @@ class ExperimentConfig:
     countdown_selection: str = "target-dependent"
 
     def __post_init__(self) -> None:
+        if self.max_pool is not None and (isinstance(self.max_pool, bool) or not isinstance(self.max_pool, int)
+                                          or self.max_pool < self.n_chunks):
+            raise ValueError(f"max_pool must be None or a whole number of pairs, at least n_chunks={self.n_chunks}; "
+                             f"got {self.max_pool!r}")
         if self.countdown_selection not in COUNTDOWN_SELECTIONS:
             raise ValueError(f"countdown_selection must be one of {COUNTDOWN_SELECTIONS}; got {self.countdown_selection!r}")
 
@@ -117,11 +130,15 @@ def target_blind_rates(pairs: TaskPairs) -> dict[str, float]:
     return {rule: hit / len(pairs) for rule, hit in hits.items()}
 
 
-@torch.no_grad()
 def correct(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, both: bool = False) -> Tensor:
     """``[n]`` bool: the model's top token at the readout is the clean answer token (``both``: and,
     on the corrupted prompt, the corrupted answer's token, i.e. it follows the prompt it reads)."""
-    inputs = ModelInputs.from_pairs(model, pairs, tokenizer)
+    return correct_on(model, ModelInputs.from_pairs(model, pairs, tokenizer), both)
+
+
+@torch.no_grad()
+def correct_on(model: Transformer, inputs: ModelInputs, both: bool = False) -> Tensor:
+    """:func:`correct` on a view already built (``inputs``: the pairs as ``model`` reads them)."""
     right = inputs.answer_is_top(inputs.run(model))
     if both:
         flipped = dataclasses.replace(inputs, clean_ids=inputs.corrupted_ids, answer_ids=inputs.distractor_ids)
@@ -182,6 +199,21 @@ def decoded_views(mdm: Transformer, pool: TaskPairs, tokenizer: Tokenizer, seed:
     return views
 
 
+def x_decision_pairs(drawn: TaskPairs, tokenizer: Tokenizer, seed: int) -> TaskPairs:
+    """The pairs of :data:`X_DECISION` for the Countdown problems of ``drawn`` that have one
+    (:func:`~mechshift_lite.tasks.countdown.x_pairable`), with the same corrupted targets."""
+    return countdown.make_x_pairs(tokenizer, [ex for ex in drawn.examples if countdown.x_pairable(ex, seed)], seed=seed)
+
+
+def x_decision_views(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer) -> ModelInputs:
+    """``model``'s view of :data:`X_DECISION` pairs: an ARM reads the teacher-forced prefix
+    (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`), an MDM the canvas one step before its
+    own decoding commits X's first digit (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`)."""
+    if model.attention == "causal":
+        return ModelInputs.from_pairs(model, pairs, tokenizer)
+    return ModelInputs.before_commit(model, pairs, tokenizer)[0]
+
+
 def combine(chunks: Tensor, sizes: Tensor, graph, method: str) -> Scores:
     """Scores of the whole pool from block scores ``[n_chunks, n_src, n_dst]`` and block sizes."""
     weights = sizes.double() / sizes.sum()
@@ -193,8 +225,9 @@ class TaskData:
     """Attribution of every model on one task's common-correct pool.
 
     Attributes:
-        pairs: the pool (clean/corrupted pairs every model gets right).
-        n_drawn: pairs drawn before the filter; accuracy: per model key, share of drawn pairs right
+        pairs: the pool attributed (the first ``max_pool`` clean/corrupted pairs every model gets right).
+        n_drawn: pairs drawn before the filter; n_common_correct: pairs that pass it (before the
+            ``max_pool`` cut); accuracy: per model key, share of drawn pairs right
             (on Countdown both decisions of the pair, :data:`BOTH_DECISIONS`).
         target_blind: Countdown only: ``{"drawn"|"pool": {rule: share}}`` of :func:`target_blind_rates`.
         chunk_sizes: ``[n_chunks]`` examples per block.
@@ -206,6 +239,7 @@ class TaskData:
 
     pairs: TaskPairs
     n_drawn: int
+    n_common_correct: int
     accuracy: dict[str, float]
     chunk_sizes: Tensor
     scores: dict[str, Tensor]
@@ -230,6 +264,19 @@ def attributed(key: str) -> bool:
     """Whether the report attributes the view ``key``: all but the copied-commit canvases, whose
     corrupted run reads the clean target (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`)."""
     return not key.endswith("~copied")
+
+
+def _task_data(drawn: TaskPairs, right: dict[str, Tensor], cfg: ExperimentConfig, blind: bool) -> tuple[TaskData, Tensor]:
+    """The :class:`TaskData` of the pairs ``drawn``, given which of them each model gets ``right``
+    (no views or scores yet; ``blind``: with the target-blind rates), and the rows of ``drawn`` it
+    keeps: the first ``cfg.max_pool`` common-correct pairs."""
+    common = torch.stack(list(right.values())).all(0).nonzero()[:, 0]
+    rows = common[:cfg.max_pool]
+    pool = drawn.select(rows)
+    sizes = torch.tensor([len(r) for r in chunk_rows(len(pool), cfg.n_chunks)])
+    accuracy = {key: float(r.float().mean()) for key, r in right.items()}
+    blind = {"drawn": target_blind_rates(drawn), "pool": target_blind_rates(pool)} if blind else None
+    return TaskData(pool, len(drawn), len(common), accuracy, sizes, {}, blind), rows
 
 
 def zoo_seeds(zoo_dir=zoo.ZOO_DIR) -> list[int]:
@@ -269,18 +316,26 @@ def collect(
     models = {model_key(k, s): zoo.load(k, s, zoo_dir=zoo_dir) for s in seeds for k in KINDS}
     trajectory = {model_key("mdm", seeds[0], step): zoo.load("mdm", seeds[0], step, zoo_dir=zoo_dir)
                   for step in post_training_steps}
-    out, decodings = {}, {}
+    out, drawn, decodings = {}, {}, {}
     for task in tqdm(TASKS, desc="pools", disable=not progress):
-        drawn = task_pairs(task, tokenizer, cfg.problems(task), cfg.data_seed, cfg.countdown_selection)
-        right = {key: correct(model, drawn, tokenizer, both=task in BOTH_DECISIONS) for key, model in models.items()}
-        pool = drawn.select(torch.stack(list(right.values())).all(0).nonzero()[:, 0])
-        sizes = torch.tensor([len(r) for r in chunk_rows(len(pool), cfg.n_chunks)])
-        accuracy = {key: float(r.float().mean()) for key, r in right.items()}
-        blind = {"drawn": target_blind_rates(drawn), "pool": target_blind_rates(pool)} if task == "countdown" else None
-        out[task] = TaskData(pool, len(drawn), accuracy, sizes, {}, blind, step0_views(models, trajectory, pool, tokenizer, cfg))
-        decodings.update({(task, s): (models[model_key("mdm", s)], pool, tokenizer, s, diffusion_steps) for s in seeds})
-    for (task, _), views in run_jobs_with_bar(decoded_views, decodings, workers, "decoding canvases", progress).items():
-        out[task].views.update(views)
+        drawn[task] = task_pairs(task, tokenizer, cfg.problems(task), cfg.data_seed, cfg.countdown_selection)
+        right = {key: correct(model, drawn[task], tokenizer, both=task in BOTH_DECISIONS) for key, model in models.items()}
+        out[task] = _task_data(drawn[task], right, cfg, blind=task == "countdown")[0]
+        out[task].views = step0_views(models, trajectory, out[task].pairs, tokenizer, cfg)
+        decodings.update({(task, s): (decoded_views, models[model_key("mdm", s)], out[task].pairs, tokenizer, s, diffusion_steps)
+                          for s in seeds})
+    x_drawn = x_decision_pairs(drawn["countdown"], tokenizer, cfg.data_seed)
+    decodings.update({(X_DECISION, key): (x_decision_views, model, x_drawn, tokenizer) for key, model in models.items()})
+    decoded = run_jobs_with_bar(call, decodings, workers, "decoding canvases", progress)
+    for task in TASKS:
+        for s in seeds:
+            out[task].views.update(decoded[task, s])
+    x_views = {key: decoded[X_DECISION, key] for key in models}
+    out[X_DECISION], rows = _task_data(x_drawn, {key: correct_on(models[key], view, both=True) for key, view in x_views.items()}, cfg,
+                                       blind=False)
+    # the MDMs' decoded canvases are cut to the pool; the ARMs' views are rebuilt on it (no decoding, trimmed padding)
+    out[X_DECISION].views = {key: view.select(rows) if view.attention != "causal" else
+                             x_decision_views(models[key], out[X_DECISION].pairs, tokenizer) for key, view in x_views.items()}
     jobs = {}
     for task, data in out.items():
         for key, view in filter(lambda item: attributed(item[0]), data.views.items()):

@@ -21,7 +21,7 @@ from ..zoo import KINDS
 from . import output, shipped
 from .analyses import ablation_analysis, commit_analysis, lens_analysis, neuron_analysis
 from .cache import cache_key, default_cache_dir
-from .pools import BOTH_DECISIONS, TASKS, ExperimentConfig, collect, model_key, trajectory_steps, zoo_seeds
+from .pools import BOTH_DECISIONS, TASKS, X_DECISION, ExperimentConfig, TaskData, collect, model_key, trajectory_steps, zoo_seeds
 from .statistics import Analysis, between_tasks
 from .verdicts import PAIRED_RULE, paired_verdict, verdict
 from .workers import call, check_workers, default_workers, run_jobs_with_bar
@@ -31,6 +31,10 @@ TASK_SECTIONS = ("overlap", "curve", "depth", "diffusion_steps", "trajectory", "
                  "reliability", "paired", "component_curve", "diffusion_commits")
 """The sections of each task's part of the report, in the report's order; lens, ablation and
 diffusion_commits run the models, the others are statistics of the attribution scores."""
+X_DECISION_SECTIONS = {"overlap": "overlaps", "agreement": "agreement", "depth": "depth", "reliability": "reliability",
+                       "paired": "paired"}
+"""The sections of Countdown's second decision (``tasks.countdown.x_decision``, :data:`.pools.X_DECISION`),
+by the :class:`~.statistics.Analysis` method that computes each: its final models only."""
 
 
 def compute(cfg: ExperimentConfig, n_boot: int = 500, zoo_dir=zoo.ZOO_DIR, progress: bool = True,
@@ -66,21 +70,29 @@ def _compute(cfg: ExperimentConfig, n_boot: int, zoo_dir, progress: bool, worker
               "tasks": {}}
     steps = [k for k in DIFFUSION_STEPS if k > 0]
     analyses = {task: Analysis(data[task], graph, cfg, seeds, n_boot) for task in TASKS}
+    x_analysis = Analysis(data[X_DECISION], graph, cfg, seeds, n_boot)
     jobs = {"neurons": (neuron_analysis, models, {t: data[t].pairs for t in TASKS}, tokenizer, seeds, n_boot)}
     per_task = {task: _section_jobs(a, models, tokenizer, seeds, steps, post_steps, n_boot) for task, a in analyses.items()}
     jobs.update({(task, name): per_task[task][name] for name in per_task[TASKS[0]] for task in TASKS})
+    jobs.update({(X_DECISION, name): (getattr(x_analysis, method),) for name, method in X_DECISION_SECTIONS.items()})
     ran = run_jobs_with_bar(call, jobs, workers, "analysing", progress)
     for task in TASKS:
-        d = data[task]
-        out = result["tasks"][task] = {"pool": {"n_drawn": d.n_drawn, "n_common_correct": len(d.pairs), "accuracy": d.accuracy,
-                                                "both_decisions": task in BOTH_DECISIONS, "target_blind": d.target_blind}}
+        out = result["tasks"][task] = {"pool": _pool(data[task], task in BOTH_DECISIONS)}
         out.update({name: ran[task, name] for name in TASK_SECTIONS})
+    result["tasks"]["countdown"]["x_decision"] = {"pool": _pool(data[X_DECISION], True),
+                                                  **{name: ran[X_DECISION, name] for name in X_DECISION_SECTIONS}}
     result["neurons"] = ran["neurons"]
     result["between_tasks"] = between_tasks(analyses)
     result["verdict"] = verdict(result)
     result["verdict_paired"] = paired_verdict(result)
     result["verdict_paired_rule"] = PAIRED_RULE
     return result
+
+
+def _pool(d: TaskData, both_decisions: bool) -> dict:
+    """The ``pool`` section of a decision: pairs drawn, common-correct and attributed, each model's accuracy."""
+    return {"n_drawn": d.n_drawn, "n_common_correct": d.n_common_correct, "n_attributed": len(d.pairs),
+            "accuracy": d.accuracy, "both_decisions": both_decisions, "target_blind": d.target_blind}
 
 
 def _section_jobs(a: Analysis, models: dict, tokenizer, seeds: list[int], steps: list[int], post_steps: list[int],

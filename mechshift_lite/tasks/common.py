@@ -220,6 +220,10 @@ class TaskPairs:
         answer_ids: ``[batch]`` the token the clean prompt should produce there.
         distractor_ids: ``[batch]`` the token it is contrasted with.
         examples: the clean examples; corrupted_examples: the corrupted prompts with their own answers.
+        answer_start: ``[batch]`` the first slot an MDM's canvas masks, or None for the slot after
+            the readout. A decision read after a teacher-forced answer prefix (Countdown's
+            intermediate result, :func:`~mechshift_lite.tasks.countdown.make_x_pairs`) sets it to the
+            end of the prompt: the ARM reads the prefix, the MDM's canvas masks it (and commits its own).
     """
 
     clean_ids: Tensor
@@ -230,9 +234,15 @@ class TaskPairs:
     distractor_ids: Tensor
     examples: list[Example]
     corrupted_examples: list[Example]
+    answer_start: Tensor | None = None
 
     def __len__(self) -> int:
         return self.clean_ids.shape[0]
+
+    @property
+    def mdm_answer_start(self) -> Tensor:
+        """``[batch]`` the first slot an MDM's canvas masks (see ``answer_start``)."""
+        return self.readout_pos + 1 if self.answer_start is None else self.answer_start
 
     def metric(self) -> Metric:
         """``logit[answer] - logit[distractor]`` at the readout position (see :func:`logit_diff`)."""
@@ -261,6 +271,7 @@ class TaskPairs:
             distractor_ids=self.distractor_ids[rows],
             examples=[self.examples[i] for i in rows.tolist()],
             corrupted_examples=[self.corrupted_examples[i] for i in rows.tolist()],
+            answer_start=None if self.answer_start is None else self.answer_start[rows],
         )
 
 

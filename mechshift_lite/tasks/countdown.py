@@ -51,11 +51,14 @@ changes what is attributed, so we keep the one-slot metric that both models are 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections import Counter
 from itertools import combinations
 from typing import Iterator, Sequence
+
+import torch
 
 from ..tokenizer import SEP, Tokenizer, split_words
 from .common import Example, TaskPairs, build_pairs, sample_unique, split_of
@@ -318,3 +321,63 @@ def make_pairs(tokenizer: Tokenizer, examples: Sequence[Example], seed: int = 0)
         answers=[split_words(ex.answer)[0] for ex in examples],
         distractors=[split_words(ex.answer)[0] for ex in corrupted],
     )
+
+
+# ----- the second decision: the intermediate result -----------------------------------------------
+def _first_equation(answer: str) -> re.Match:
+    match = EQUATION.match(answer)
+    if match is None:
+        raise ValueError(f"answer {answer!r} does not start with an equation a?b=c")
+    return match
+
+
+def equation_prefix(answer: str) -> str:
+    """Equation 1 of ``answer`` up to its ``=`` (``"44-15=29,79-29=50"`` -> ``"44-15="``)."""
+    return answer[: _first_equation(answer).start(4)]
+
+
+def intermediate(answer: str) -> str:
+    """Equation 1's result X of ``answer``, as text (``"44-15=29,79-29=50"`` -> ``"29"``)."""
+    return _first_equation(answer)[4]
+
+
+def x_pairable(example: Example, seed: int = 0) -> bool:
+    """Can ``example`` be a pair of the intermediate-result decision (:func:`make_x_pairs`)? It has a
+    corrupted target (:func:`pairable`), the two answers' equation-1 prefixes have equally many
+    tokens (so X starts at the same slot), and the two X start with different digits."""
+    if not pairable(example):
+        return False
+    corrupted = corrupt(example, seed)
+    clean_prefix, corrupted_prefix = equation_prefix(example.answer), equation_prefix(corrupted.answer)
+    return (len(split_words(clean_prefix)) == len(split_words(corrupted_prefix))
+            and intermediate(example.answer)[0] != intermediate(corrupted.answer)[0])
+
+
+def make_x_pairs(tokenizer: Tokenizer, examples: Sequence[Example], seed: int = 0) -> TaskPairs:
+    """Pairs of the second Countdown decision: the first digit of equation 1's result X.
+
+    The corrupted prompt is :func:`make_pairs`'s (another target, the same operands). Each prompt is
+    followed by its own answer's equation-1 prefix (``"15,44,79,50 [SEP]44-15="``), teacher-forced:
+    the ARM reads it and is read at its ``=``, as when it writes X. ``answer_start`` is the end of
+    the prompt, so an MDM's canvas masks the prefix and the MDM is read where *it* commits X
+    (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`). ``answer_ids`` / ``distractor_ids``:
+    the first digit of the clean / the corrupted X. Refuses examples :func:`x_pairable` rejects.
+    """
+    bad = [i for i, ex in enumerate(examples) if ex.task != "countdown" or not x_pairable(ex, seed)]
+    if bad:
+        raise ValueError(f"example {bad[0]} has no intermediate-result pair (prefixes of different lengths, the same "
+                         f"first digit of X, or no corrupted target): keep those where countdown.x_pairable(example) is True")
+    pairs = [(ex, corrupt(ex, seed)) for ex in examples]
+    forced = lambda ex: _forced(ex, equation_prefix(ex.answer))
+    x_pairs = build_pairs(
+        tokenizer, [forced(ex) for ex, _ in pairs], [forced(c) for _, c in pairs],
+        answers=[intermediate(ex.answer)[0] for ex, _ in pairs],
+        distractors=[intermediate(c.answer)[0] for _, c in pairs],
+    )
+    prompt_lengths = torch.tensor([len(tokenizer.encode(ex.prompt, bos=True)) for ex, _ in pairs])
+    return dataclasses.replace(x_pairs, answer_start=prompt_lengths)
+
+
+def _forced(example: Example, prefix: str) -> Example:
+    """``example`` with ``prefix`` moved from the start of its answer to the end of its prompt."""
+    return dataclasses.replace(example, prompt=example.prompt + prefix, answer=example.answer[len(prefix):])
