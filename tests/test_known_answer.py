@@ -69,7 +69,7 @@ def test_reliability_table_shows_the_ceilings_beside_the_overlaps(result):
 
     text = reliability_table(result)
     assert "ceiling MDM" in text and "weighted Jaccard" in text and "3 distinct seed resamples" in text
-    assert text.count("countdown") == 3 and text.count("ioi") == 3
+    assert text.count("countdown ") == 3 and text.count("countdown-x") == 3 and text.count("ioi") == 3
 
 
 def test_diffusion_steps_and_what_each_step_commits_are_reported(result):

@@ -140,6 +140,8 @@ def test_table_one_analogue_has_baselines_and_chance(result):
         assert 0 <= o[key]["mean"] <= 1
     text = verdicts.table(result)
     assert "ARM-ARMc" in text and "countdown" in text and "early share" in text
+    x_row = next(line for line in text.splitlines() if line.startswith("countdown-x edge Jaccard"))
+    assert verdicts.fmt(result["tasks"]["countdown"]["x_decision"]["overlap"]["edge_arm_mdm"]) in x_row
 
 
 def test_layer_shares_and_steps_are_well_formed(result):

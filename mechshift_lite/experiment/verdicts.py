@@ -6,7 +6,7 @@ Nothing here computes a statistic: every function reads the report dict of :func
 from __future__ import annotations
 
 from .bootstrap import Stat
-from .pools import TASKS
+from .pools import TASKS, X_DECISION
 
 
 def verdict(result: dict) -> list[dict]:
@@ -111,16 +111,25 @@ def fmt(stat: Stat | None) -> str:
     return f"{stat['mean']:.3f} [{stat['lo']:.3f}, {stat['hi']:.3f}]"
 
 
+def decisions(result: dict) -> list[tuple[str, dict]]:
+    """``(label, section)`` of every attributed decision of ``result``: each task's, then Countdown's
+    second one (:data:`.pools.X_DECISION`) when the report has it."""
+    out = [(task, result["tasks"][task]) for task in TASKS]
+    if "x_decision" in result["tasks"]["countdown"]:
+        out.append((X_DECISION, result["tasks"]["countdown"]["x_decision"]))
+    return out
+
+
 def table(result: dict) -> str:
-    """The Table-1 analogue as text: task x metric, ARM-MDM beside its baselines (mean [95% CI])."""
+    """The Table-1 analogue as text: decision x metric, ARM-MDM beside its baselines (mean [95% CI])."""
     lines = [f"{'task':10s} {'metric':22s} {'ARM-MDM':>24s} {'ARM-ARMc':>24s} {'ARM-ARM (seeds)':>24s} {'chance':>7s}"]
-    for task in TASKS:
-        o = result["tasks"][task]["overlap"]
+    for task, t in decisions(result):
+        o = t["overlap"]
         for name, label, chance in (("edge", f"edge Jaccard (N={o['n_edges']})", o["chance_edge"]),
                                     ("component", f"top-K share (K={o['k_components']})", o["chance_component"])):
             lines.append(f"{task:10s} {label:22s} {fmt(o[f'{name}_arm_mdm']):>24s} {fmt(o[f'{name}_arm_armc']):>24s} "
                          f"{fmt(o[f'{name}_arm_arm']):>24s} {chance:7.3f}")
-        d = result["tasks"][task]["depth"]
+        d = t["depth"]
         lines.append(f"{task:10s} {'early share':22s} {'MDM ' + fmt(d['early_share_mdm']):>24s} {'ARMc ' + fmt(d['early_share_arm-continued']):>24s} {'ARM ' + fmt(d['early_share_arm']):>24s}")
     return "\n".join(lines)
 
@@ -131,8 +140,7 @@ def reliability_table(result: dict) -> str:
     head = (f"{'task':10s} {'measure':16s} {'ARM-MDM':>22s} {'ARM-ARMc':>22s} {'ceiling ARM':>12s} {'ceiling MDM':>12s} "
             f"{'ceiling ARMc':>12s} {'(ARM-ARMc)-(ARM-MDM), paired':>30s}")
     lines = [head]
-    for task in TASKS:
-        t = result["tasks"][task]
+    for task, t in decisions(result):
         r, p = t["reliability"], t["paired"]
         for name, label in (("edge", f"top-{t['overlap']['n_edges']} Jaccard"), ("weighted", "weighted Jaccard"), ("spearman", "Spearman")):
             source = t["overlap"] if name == "edge" else t["agreement"]
