@@ -3,6 +3,7 @@
 import json
 import operator
 import os
+import time
 
 import pytest
 import torch
@@ -22,6 +23,12 @@ def test_jobs_run_in_other_processes_on_one_thread_and_come_back_in_the_order_gi
     assert os.getpid() not in pids.values()
     assert set(run_jobs(torch.get_num_threads, {0: (), 1: ()}, workers=2).values()) == {1}
     assert run_jobs(os.getpid, {0: ()}, workers=1) == {0: os.getpid()}
+
+
+def test_each_job_is_reported_done_as_it_finishes_not_when_all_have():
+    stamps = []
+    run_jobs(time.sleep, {"fast": (0.05,), "slow": (3.0,)}, workers=2, on_done=lambda key: stamps.append((key, time.monotonic())))
+    assert [key for key, _ in stamps] == ["fast", "slow"] and stamps[1][1] - stamps[0][1] > 1.5
 
 
 def test_a_failing_job_raises_its_own_error_here():

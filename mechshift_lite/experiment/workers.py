@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Hashable, Mapping
 
 import torch
@@ -77,7 +77,7 @@ def run_jobs(fn: Callable[..., Any], jobs: Mapping[Hashable, tuple], workers: in
         futures = {pool.submit(fn, *args): key for key, args in jobs.items()}
         pending, results = set(futures), {}
         while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 results[futures[future]] = future.result()   # raises the job's error
                 if on_done is not None:
