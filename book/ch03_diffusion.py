@@ -708,9 +708,9 @@ print(f"data:   {mdm_entry['data']['mixture']}, {cfg.n_train} training examples;
       f"ARM-continued: the MDM's {cfg.steps} steps and batches, next-token loss")
 
 # %% [markdown]
-# The recipe is the best run of the recipe study ({doc}`chapter 11 <ch11_zoo_recipes>`): a
-# longer-trained ARM, then a post-training twice as long as the first zoo's, whose batches turn
-# to Countdown once IOI has recovered. Where the targets above are not met, read the MDM's
+# The recipe comes from the recipe study ({doc}`chapter 11 <ch11_zoo_recipes>`): the ARM trained
+# longest there, then the longest post-training the study ran, whose batches turn to Countdown
+# once IOI has recovered. Where the targets above are not met, read the MDM's
 # Countdown accuracy as the limit of *this budget* on a 2-core CPU, not of masked diffusion: the
 # study's curves were still rising at their last step, and the ARM-continued control shows that
 # even the ARM had more Countdown to learn:

@@ -489,7 +489,7 @@ for model_name in ("ARM", "MDM"):
     a_eap, a_ig = agreement[model_name, "EAP"], agreement[model_name, "EAP-IG"]
     assert a_eap["size"] < 1 and abs(a_ig["size"] - 1) < abs(a_eap["size"] - 1), (model_name, a_eap, a_ig)  # EAP shrinks
     assert a_eap["top"] > 0.8, (model_name, a_eap)                                   # ... but ranks the large edges
-    assert a_ig["jaccard"] >= max(0.8, a_eap["jaccard"]), (model_name, a_eap, a_ig)  # EAP-IG finds the top N
+    assert a_ig["jaccard"] >= 0.8, (model_name, a_ig)                                # EAP-IG finds the top N
     assert a_eap["all"] > a_ig["all"], (model_name, a_eap, a_ig)                     # EAP wins over all edges
 fmt = lambda key, method: " and ".join(f"{agreement[m, method][key]:.2f}" for m in ("ARM", "MDM"))
 Markdown(f"On the 20 largest edges, EAP's estimates are a median {fmt('size', 'EAP')} of the exact score (ARM and MDM), "
@@ -500,8 +500,10 @@ Markdown(f"On the 20 largest edges, EAP's estimates are a median {fmt('size', 'E
 # Read the plot before the numbers (both axes are logarithmic on each side of zero). For the
 # large edges, EAP's points (crosses) lie closer to zero than the diagonal: EAP ranks them roughly
 # in the right order, but it shrinks their size, as the tangent above predicted. EAP-IG's points
-# (circles) follow the diagonal there, and EAP-IG finds the same top-N edges as exact patching, or
-# nearly so (the numbers above, checked in the cell that prints them).
+# (circles) follow the diagonal there, and EAP-IG finds nearly the same top-N edges as exact
+# patching (a Jaccard of at least 0.8, checked in the cell that prints the numbers). On top-N
+# agreement alone EAP can do as well or better on some models: the two differ in size more than
+# in ranking.
 #
 # Over *all* edges, EAP has the higher rank correlation. That number is dominated by the
 # hundreds of edges with tiny scores. Patching one small edge barely moves the model away from

@@ -17,7 +17,7 @@
 # that cannot solve Countdown explains nothing about global planning. The book's first zoo
 # (recipe 0.1.0) failed that test. This appendix takes its failure apart, shows the recipe study
 # that looked for a post-training recipe that keeps the ARM's skill, and checks the zoo the book
-# now ships (recipe 0.2.0, the study's best run) with the same diagnostics.
+# now ships (the recipe the study found) with the same diagnostics.
 #
 # By the end of this appendix you will be able to:
 #
@@ -133,8 +133,8 @@ for name, rows in runs.items():
     for ax, key in zip(axes, ("x_digits", "exact")):
         ax.plot([r["step"] for r in rows], [r["metrics"][key] for r in rows], marker=".", label=name)
 for ax, key in zip(axes, ("x_digits", "exact")):
-    ax.axhline(arm[key], color=ARM_COLOR, linestyle="--", linewidth=1, label="shipped ARM")
-    ax.axhline(mdm[key], color=MDM_COLOR, linestyle=":", linewidth=1, label="shipped MDM (4000 steps)")
+    ax.axhline(arm[key], color=ARM_COLOR, linestyle="--", linewidth=1, label="first zoo's ARM")
+    ax.axhline(mdm[key], color=MDM_COLOR, linestyle=":", linewidth=1, label="first zoo's MDM")
     ax.set_xlabel("post-training step")
     ax.set_ylabel(LABELS[key])
     ax.set_ylim(0, 1)
@@ -150,103 +150,100 @@ best = study.best(results)
 TARGET = 0.55   # issue 12: an MDM that solves at least 55% of Countdown-3
 start = best["changes"].get("start", "arm")
 started_from = (f"the first zoo's {KIND_NAMES[start]}, which solves {first[start]['accuracy']['countdown3_accuracy']:.0%} "
-                "of the zoo's test set" if start in first else "an ARM the run pre-trained itself")
-ZOO_RUN = "arm-long+cd-8k"   # the run whose recipe the 0.2.0 zoo uses (checked two cells below)
-zoo_run_best = max((r for r in results if r["run"] == ZOO_RUN), key=lambda r: r["metrics"]["exact"])
+                "of the zoo's test set" if start in first else
+                "the 15000-step ARM of section 3a" if start == "arm-15k" else "an ARM the run pre-trained itself")
+ZOO_RUN = "arm-15k+cd-16k"   # the run whose recipe the shipped zoo uses (checked two cells below)
+zoo_run_end = max((r for r in results if r["run"] == ZOO_RUN), key=lambda r: r["step"])
 display(Markdown(
     f"The best recipe is `{best['run']}` ({best['description']}): {best['metrics']['exact']:.1%} of the "
     f"study's held-out problems solved at step {best['step']}, starting from {started_from}. "
     + (f"That is below the {TARGET:.0%} target." if best["metrics"]["exact"] < TARGET else
        f"That meets the {TARGET:.0%} target on the study's problems.")
     + ("" if best["run"] == ZOO_RUN else
-       f" The 0.2.0 zoo was trained with the recipe of `{ZOO_RUN}` (best {zoo_run_best['metrics']['exact']:.1%}, "
-       f"at step {zoo_run_best['step']}), the best run when it was trained; section 3b follows the longer runs.")))
+       f" The shipped zoo was trained with the recipe of `{ZOO_RUN}` ({zoo_run_end['metrics']['exact']:.1%} "
+       f"at its last step, {zoo_run_end['step']}).")))
 
 # %% [markdown]
-# The shipped zoo's recipe (0.2.0, recorded stage by stage in its manifest) is that run's: the same
-# longer-trained ARM (3000 AR steps, then 4000 more), the same post-training length and Countdown
-# share. It is trained in float32, as that run was, for five seeds, with its ARM-continued control
+# The shipped zoo's recipe (recorded stage by stage in its manifest) is that run's. It was found in
+# two steps, which sections 3a and 3b retrace: a longer-trained ARM, then a longer post-training.
+# It is trained in float32, as that run was, for five seeds, with its ARM-continued control
 # and a from-scratch MDM. The cell checks that the manifest and the run agree:
 
 # %%
 from mechshift_lite.training import TrainConfig
 from mechshift_lite.zoo import build
 
-arm_long_cd = max((r for r in results if r["run"] == ZOO_RUN), key=lambda r: r["step"])
 shipped_mdm = zoo.entry("mdm", 0)
+shipped_arm = zoo.entry("arm", 0)
 post = TrainConfig.from_dict(shipped_mdm["train_config"])
-shipped_arm_steps = [stage["train_config"]["steps"] for stage in zoo.entry("arm", 0)["stages"]]
-assert post.steps == arm_long_cd["steps"] and arm_long_cd["changes"]["start"] == "arm-continued"
-assert all(getattr(post, key) == value for key, value in arm_long_cd["changes"].items() if key != "start")
-assert shipped_arm_steps == [3000, 4000]   # the 0.1.0 ARM-continued's length
+shipped_arm_steps = [stage["train_config"]["steps"] for stage in shipped_arm["stages"]]
+assert post.steps == zoo_run_end["steps"] and zoo_run_end["changes"]["start"] == "arm-15k"
+assert all(getattr(post, key) == value for key, value in zoo_run_end["changes"].items() if key != "start")
+assert shipped_arm_steps == [3000, 4000, 8000]   # the chain the text below names
+assert [st.config.to_dict() for st in build.stages("arm", 0)] == [st["train_config"] for st in shipped_arm["stages"]]
 print(f"recipe {shipped_mdm['recipe']}: ARM {' + '.join(map(str, shipped_arm_steps))} AR steps, "
       f"MDM {post.steps} post-training steps, Countdown share {post.countdown_share:.0%} from step {post.countdown_share_from}")
 
 # %% [markdown]
-# Would a still longer ARM help? The 0.2.0 zoo's ARM-continued control is the 0.2.0 ARM trained
-# 8000 more AR steps on the same Countdown-heavy batches as its MDM's post-training. The run
-# `arm-15k+cd-8k` post-trains *that* model (15000 AR steps in all) with the zoo's recipe:
+# ### 3a. A longer-trained ARM
+#
+# The first zoo's ARM had 3000 AR steps. The `arm-long` runs start from its ARM-continued control
+# (3000 + 4000 AR steps); with 90% Countdown batches from step 250 (`arm-long+cd`, run for 1500,
+# 4000 and 8000 steps) that start made the previous zoo (recipe 0.2.0). That zoo's ARM-continued
+# control, trained 8000 more AR steps on the same Countdown-heavy batches (15000 in all), is the
+# ARM of the zoo that ships. Does the longer ARM help the MDM? The run `arm-15k+cd-8k` post-trains
+# it with the 8000-step recipe:
 
 # %%
+arm_long_cd = max((r for r in results if r["run"] == "arm-long+cd-8k"), key=lambda r: r["step"])
 arm_15k = max((r for r in results if r["run"] == "arm-15k+cd-8k"), key=lambda r: r["step"])
-armc_seed0 = next(e for e in zoo.finals("arm-continued") if e["seed"] == 0)
-seed0_shipped_arm = next(e for e in zoo.finals("arm") if e["seed"] == 0)
+arm_7k = seed0["arm-continued"]                   # the first zoo's control: the 7000-step ARM
+arm_15k_diag = shipped_arm["diagnostics"]         # the same 200 problems (diagnostics.test_problems)
 gain = arm_15k["metrics"]["exact"] - arm_long_cd["metrics"]["exact"]
-arm_gain = armc_seed0["diagnostics"]["exact"] - seed0_shipped_arm["diagnostics"]["exact"]
-assert abs(gain) < arm_gain / 2   # what the text says: the MDM keeps much less than half of its ARM's gain
+arm_gain = arm_15k_diag["exact"] - arm_7k["exact"]
+assert arm_15k["steps"] == arm_long_cd["steps"] and abs(gain) < arm_gain / 2   # what the text says
 Markdown(
-    f"Its ARM solves {armc_seed0['diagnostics']['exact']:.0%} of the diagnostic problems, "
-    f"{arm_gain * 100:.0f} points more than the zoo's ARM ({seed0_shipped_arm['diagnostics']['exact']:.0%}); after the same "
+    f"The 15000-step ARM solves {arm_15k_diag['exact']:.0%} of the diagnostic problems, "
+    f"{arm_gain * 100:.0f} points more than the 7000-step ARM ({arm_7k['exact']:.0%}); after the same "
     f"{arm_15k['steps']} post-training steps its MDM solves {arm_15k['metrics']['exact']:.1%}, against "
-    f"{arm_long_cd['metrics']['exact']:.1%} from the zoo's ARM ({gain * 100:+.1f} points). The MDM keeps little of the "
-    "longer ARM's gain: a longer ARM widens the MDM's gap to its own ARM instead of closing it, so the 0.2.0 recipe "
-    "keeps the 7000-step ARM. What limits the MDM is its post-training, not its starting point."
+    f"{arm_long_cd['metrics']['exact']:.1%} from the 7000-step ARM ({gain * 100:+.1f} points). At this length of "
+    "post-training the MDM keeps little of the longer ARM's gain: what limits it is its post-training, "
+    "not its starting point."
 )
 
 # %% [markdown]
 # ### 3b. Longer post-training
 #
-# Does the MDM keep improving if post-training goes on? `arm-long+cd-16k` runs the zoo's
+# Does the MDM keep improving if post-training goes on? `arm-long+cd-16k` runs the 8000-step
 # post-training for twice as many steps (its cosine schedule stretched to 16000 steps, so at step
 # 8000 its learning rate is still high: compare runs at their ends, not at equal steps), and
-# `arm-15k+cd-16k`, when the study has finished it, does the same from the 15000-step ARM.
+# `arm-15k+cd-16k` does the same from the 15000-step ARM.
 
 # %%
 long_runs = {name: rows for name, rows in runs.items() if name in ("arm-long+cd-16k", "arm-15k+cd-16k")}
 for name, rows in long_runs.items():
     print(f"{name:16s} " + "  ".join(f"{r['step']:>5d}: {r['metrics']['exact']:.1%}" for r in rows))
-if "arm-long+cd-16k" in long_runs and long_runs["arm-long+cd-16k"][-1]["step"] == 16000:
-    end_16k = long_runs["arm-long+cd-16k"][-1]
-    # what the text says: longer post-training helps, and the MDM still solves fewer than the ARM-continued control
-    assert arm_long_cd["metrics"]["exact"] < end_16k["metrics"]["exact"] < armc_seed0["diagnostics"]["exact"]
-    display(Markdown(
-        f"Twice the post-training lifts the MDM from {arm_long_cd['metrics']['exact']:.1%} ({arm_long_cd['steps']} steps) to "
-        f"{end_16k['metrics']['exact']:.1%} ({end_16k['steps']} steps), equation 1 true in {end_16k['metrics']['eq1_true']:.0%} of its "
-        f"answers ({arm_long_cd['steps']} steps: {arm_long_cd['metrics']['eq1_true']:.0%}). The ARM-continued control with {post.steps} steps on the same "
-        f"batches solves {armc_seed0['diagnostics']['exact']:.0%}: the MDM closes part of the gap, not all of it. A zoo "
-        "with the longer post-training (and its ARM-continued control trained as long) is the next retraining."))
-if "arm-15k+cd-16k" in long_runs and long_runs["arm-15k+cd-16k"][-1]["step"] == 16000:
-    end_both = long_runs["arm-15k+cd-16k"][-1]
-    gap = armc_seed0["diagnostics"]["exact"] - end_both["metrics"]["exact"]
-    arm_steps_15k = sum(stage["train_config"]["steps"] for stage in armc_seed0["stages"])   # the run's start: this ARM
-    display(Markdown(
-        f"With both budgets longer (the {arm_steps_15k}-step ARM, then {end_both['steps']} post-training steps) the MDM solves "
-        f"{end_both['metrics']['exact']:.1%}, equation 1 true in {end_both['metrics']['eq1_true']:.0%}: "
-        f"{gap * 100:.0f} points below its own ARM ({armc_seed0['diagnostics']['exact']:.0%}), where the issue's target asks "
-        "for at most 5."))
-    # the package's next recipe is this run: its ARM is the 0.2.0 control's chain, its post-training this run's
-    next_post = build.recipe("mdm", 0)
-    assert next_post.steps == end_both["steps"] and next_post.countdown_share == end_both["changes"]["countdown_share"]
-    assert [st.config.to_dict() for st in build.stages("arm", 0)] == [st["train_config"] for st in armc_seed0["stages"]]
-    display(Markdown(
-        f"That run is the package's next recipe, {build.RECIPE} (`mechshift_lite.zoo.build`): the {arm_steps_15k}-step "
-        f"ARM, {next_post.steps} post-training steps for the MDM and for its ARM-continued control. It trades the "
-        "gap target for the two accuracy targets."))
+end_16k, end_both = long_runs["arm-long+cd-16k"][-1], long_runs["arm-15k+cd-16k"][-1]
+assert end_16k["steps"] == end_both["steps"] == post.steps
+# what the text says: longer post-training helps, and the MDM still solves fewer than its 15000-step ARM
+assert arm_long_cd["metrics"]["exact"] < end_16k["metrics"]["exact"] < arm_15k_diag["exact"]
+assert arm_15k["metrics"]["exact"] < end_both["metrics"]["exact"] < arm_15k_diag["exact"]
+gap = arm_15k_diag["exact"] - end_both["metrics"]["exact"]
+Markdown(
+    f"Twice the post-training lifts the MDM from {arm_long_cd['metrics']['exact']:.1%} ({arm_long_cd['steps']} steps) to "
+    f"{end_16k['metrics']['exact']:.1%} ({end_16k['steps']} steps), equation 1 true in {end_16k['metrics']['eq1_true']:.0%} of its "
+    f"answers ({arm_long_cd['steps']} steps: {arm_long_cd['metrics']['eq1_true']:.0%}). With both budgets longer (the "
+    f"15000-step ARM, then {end_both['steps']} post-training steps) the MDM solves {end_both['metrics']['exact']:.1%}, "
+    f"equation 1 true in {end_both['metrics']['eq1_true']:.0%}: {gap * 100:.0f} points below its own ARM "
+    f"({arm_15k_diag['exact']:.0%}), where the issue's target asks for at most 5. That run is the recipe of the zoo "
+    f"that ships, {shipped_mdm['recipe']} (`mechshift_lite.zoo.build`), for the MDM and for its ARM-continued control: "
+    "it trades the gap target for the two accuracy targets. Section 4 shows how the five seeds came out."
+)
 
 # %% [markdown]
 # ## 4. The zoo that ships, diagnosed
 #
-# Every checkpoint of the 0.2.0 zoo was scored by the same diagnostics when it was published (200
+# Every checkpoint of the shipped zoo was scored by the same diagnostics when it was published (200
 # held-out problems, in its manifest entry). The mean over the seeds, beside the first zoo's seed 0:
 
 # %%
@@ -276,11 +273,11 @@ Markdown(
 scratch = zoo.finals("mdm-scratch")
 steps = lambda e: sum(stage["train_config"]["steps"] for stage in e["stages"])
 post_trained = zoo.finals("mdm")
-# what the text says: the same budget as the ARM and its post-training, and fewer problems solved than every post-trained MDM
-assert all(steps(e) == steps(post_trained[0]) for e in scratch)
+# what the text says: as many steps as the ARM, and fewer problems solved than every post-trained MDM
+assert all(steps(e) == steps(zoo.entry("arm", e["seed"])) for e in scratch)
 assert all(e["diagnostics"]["exact"] < min(m["diagnostics"]["exact"] for m in post_trained) for e in scratch)
 Markdown("The reference without an ARM, an MDM trained from a fresh init on the same data for as many steps as "
-         "the ARM and its post-training together: " + "; ".join(
+         "the ARM: " + "; ".join(
              f"seed {e['seed']}, {steps(e)} steps: {e['diagnostics']['exact']:.0%} solved, equation 1 true in "
              f"{e['diagnostics']['eq1_true']:.0%}, first token {e['diagnostics']['first_token']:.0%}" for e in scratch)
          + ". At this budget the AR initialisation is what gives the post-trained MDM its Countdown skill."

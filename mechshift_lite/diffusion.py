@@ -217,12 +217,14 @@ def confidence_sample(
     seed: int = 0,
     output_history: bool = False,
     hold: Tensor | None = None,
+    until: Tensor | None = None,
 ) -> Sample:
     """Low-confidence remasking (LLaDA): each step, commit the ``tokens_per_step`` most confident masked slots.
 
     Every slot from ``answer_start`` on starts as ``[MASK]`` (whatever ``ids`` holds there). Each
     step predicts every masked slot (with the shift), scores it by the probability of its
-    prediction, and commits the best ones; committed tokens never change.
+    prediction, and commits the best ones; committed tokens never change. Each step runs the model
+    only on the rows that still have a slot to fill.
 
     Args:
         ids: ``[B, P]``; only the prompt part (before ``answer_start``) is read.
@@ -232,26 +234,34 @@ def confidence_sample(
         max_steps: stop after this many steps (what :func:`masked_state` uses).
         temperature: 0 = argmax; > 0 samples the value (seeded by ``seed``).
         hold: ``[B, P]`` bool, slots that stay ``[MASK]`` (never committed); None = none.
+        until: ``[B]`` one slot per row: a row stops once that slot is committed (the slots it has
+            not filled by then stay ``[MASK]``, as if ``max_steps`` had stopped it); None = fill every slot.
     """
     gen = torch.Generator().manual_seed(seed)
     x = _start_canvas(ids, answer_start, mask_id)
     commit = torch.full_like(x, -1)
     history = [x.clone()] if output_history else None
     free = torch.ones_like(x, dtype=torch.bool) if hold is None else ~hold
+    if until is not None and until.shape != x.shape[:1]:
+        raise ValueError(f"until must hold one slot per row, shape [{x.shape[0]}]; got {tuple(until.shape)}")
+    row = torch.arange(x.shape[0])
     step = 0
     for block in _blocks(answer_start, x.shape[1], block_length):
         while (todo := block & (x == mask_id) & free).any():
             if max_steps is not None and step >= max_steps:
                 return Sample(x, commit, history)
-            logp = denoiser_logprobs(model, x, mask_id)
+            active = todo.any(dim=1).nonzero()[:, 0]                                   # rows with a slot to fill
+            logp = denoiser_logprobs(model, x[active], mask_id)
             values = _choose(logp, temperature, gen)
-            confidence = logp.gather(-1, values[..., None]).squeeze(-1).masked_fill(~todo, float("-inf"))
-            k = min(tokens_per_step, x.shape[1])
-            top = confidence.topk(k, dim=-1)
-            chosen = torch.zeros_like(todo).scatter(1, top.indices, top.values > float("-inf"))
-            x = torch.where(chosen, values, x)
+            confidence = logp.gather(-1, values[..., None]).squeeze(-1).masked_fill(~todo[active], float("-inf"))
+            top = confidence.topk(min(tokens_per_step, x.shape[1]), dim=-1)
+            chosen = torch.zeros_like(todo)
+            chosen[active] = torch.zeros_like(todo[active]).scatter(1, top.indices, top.values > float("-inf"))
+            x[active] = torch.where(chosen[active], values, x[active])
             commit[chosen] = step
             step += 1
+            if until is not None:
+                free &= (commit[row, until] < 0)[:, None]                              # rows past `until` stop
             if history is not None:
                 history.append(x.clone())
     return Sample(x, commit, history)

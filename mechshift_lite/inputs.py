@@ -157,8 +157,9 @@ class ModelInputs:
             raise ValueError("before_commit reads a masked diffusion model's canvas; this model is causal (an ARM)")
         canvas = pairs.to_mdm(tokenizer)
         answer_start = pairs.mdm_answer_start
-        free = diffusion.confidence_sample(model, canvas.clean_ids, answer_start, tokenizer.mask_id)
-        step = free.commit_step[torch.arange(len(answer_start)), pairs.readout_pos + 1]         # [N]
+        explained = pairs.readout_pos + 1                                                        # [N] the slot read out
+        free = diffusion.confidence_sample(model, canvas.clean_ids, answer_start, tokenizer.mask_id, until=explained)
+        step = free.commit_step[torch.arange(len(answer_start)), explained]                      # [N]
         in_answer = torch.arange(canvas.clean_ids.shape[1])[None, :] >= answer_start[:, None]
         still_masked = in_answer & ~((free.commit_step >= 0) & (free.commit_step < step[:, None]))
         clean = free.ids.masked_fill(still_masked, tokenizer.mask_id)

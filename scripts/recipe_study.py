@@ -3,7 +3,8 @@
 Every run is a variant of the 0.1.0 zoo's MDM recipe (:data:`BASE_POST`, cut to ``--steps``
 post-training steps, cosine schedule over those steps), started from seed 0's 0.1.0 ARM as the
 zoo loader returns it (``zoo.FIRST_ZOO_DIR``), on the same batches (seed 0). The study chose the 0.2.0 recipe
-(:mod:`mechshift_lite.zoo.build`): its ``arm-long+cd-8k`` run. The width and ARM-length arms first
+(its ``arm-long+cd-8k`` run), then the 0.3.0 recipe of :mod:`mechshift_lite.zoo.build` (its ``arm-15k+cd-16k``
+run). The width and ARM-length arms first
 pre-train (or load) their own ARM. Every ``--eval-every`` steps the model is scored on held-out
 problems by :func:`mechshift_lite.diagnostics.countdown_diagnostics` (confidence decoder), by IOI
 accuracy, and by the top-k remasking decoder's exact accuracy and equation-1 truth; each finished
@@ -83,11 +84,11 @@ class Run:
 STARTS: dict[str, tuple[Path, str]] = {
     "arm": (zoo.FIRST_ZOO_DIR, "arm"),
     "arm-continued": (zoo.FIRST_ZOO_DIR, "arm-continued"),
-    "arm-15k": (zoo.ZOO_DIR, "arm-continued"),
+    "arm-15k": (zoo.ZOO_DIR, "arm"),
 }
 """The shipped starting points, ``{start: (zoo directory, kind)}``: the 0.1.0 ARM (3000 AR steps), its
-control (3000 + 4000 AR steps: the 0.2.0 ARM) and the 0.2.0 control (3000 + 4000 + 8000 AR steps,
-the last 8000 with 90% Countdown rows: its held-out accuracy stops rising near 73%)."""
+control (3000 + 4000 AR steps: the 0.2.0 ARM) and the 0.3.0 ARM (3000 + 4000 + 8000 AR steps, the
+last 8000 with 90% Countdown rows: the 0.2.0 control, whose held-out accuracy stops rising near 73%)."""
 
 RUNS: tuple[Run, ...] = (
     Run("focal", "focal token weights alpha 0.25, gamma 2 (Ye et al. 2024)", {"focal_alpha": 0.25, "focal_gamma": 2.0}),

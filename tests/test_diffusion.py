@@ -242,6 +242,22 @@ def test_masked_states_from_one_decoding_equal_decodings_stopped_at_each_step():
         diffusion.masked_state(model, ids, start, -1, MASK)
 
 
+def test_until_stops_each_row_right_after_its_slot_is_committed():
+    """Ground truth: each row decoded alone, stopped after the step at which its full decoding fills
+    its ``until`` slot. A row whose slot is in the prompt (never committed) decodes to the end."""
+    model = tiny_model()
+    ids, start = random_ids(4), torch.tensor([3, 4, 5, 3])
+    until = torch.tensor([6, 4, 9, 1])
+    batched = diffusion.confidence_sample(model, ids, start, MASK, until=until)
+    for r in range(4):
+        alone = diffusion.confidence_sample(model, ids[r:r + 1], start[r:r + 1], MASK)
+        k = int(alone.commit_step[0, until[r]]) + 1 if until[r] >= start[r] else None
+        stopped = diffusion.confidence_sample(model, ids[r:r + 1], start[r:r + 1], MASK, max_steps=k)
+        assert torch.equal(batched.ids[r], stopped.ids[0]) and torch.equal(batched.commit_step[r], stopped.commit_step[0]), r
+    assert (batched.ids[3, 3:] != MASK).all() and (batched.ids[1, 5:] == MASK).any()
+    with pytest.raises(ValueError, match="one slot per row"):
+        diffusion.confidence_sample(model, ids, start, MASK, until=until[:2])
+
 def test_samplers_reject_an_answer_start_at_bos():
     with pytest.raises(ValueError, match="answer_start"):
         diffusion.confidence_sample(tiny_model(), random_ids(1), torch.tensor([0]), MASK)

@@ -39,7 +39,7 @@ COUNTDOWN_SELECTIONS: tuple[str, ...] = ("target-dependent", "any")
 X_DECISION = "countdown-x"
 """Key of Countdown's second decision (the first digit of the intermediate result X,
 :func:`~mechshift_lite.tasks.countdown.make_x_pairs`): ARMs teacher-forced on equation 1 up to its
-``=``, each MDM at the step where its own decoding commits X (:func:`x_decision_views`). Its pool
+``=``, each MDM at the step where its own decoding commits X (:func:`x_decision_view`). Its pool
 is drawn from the Countdown problems; only the final models are attributed on it."""
 BOTH_DECISIONS: tuple[str, ...] = ("countdown", X_DECISION)
 """Tasks whose pool keeps a pair only when every model gets both its decisions right (clean prompt:
@@ -205,7 +205,7 @@ def x_decision_pairs(drawn: TaskPairs, tokenizer: Tokenizer, seed: int) -> TaskP
     return countdown.make_x_pairs(tokenizer, [ex for ex in drawn.examples if countdown.x_pairable(ex, seed)], seed=seed)
 
 
-def x_decision_views(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer) -> ModelInputs:
+def x_decision_view(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer) -> ModelInputs:
     """``model``'s view of :data:`X_DECISION` pairs: an ARM reads the teacher-forced prefix
     (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`), an MDM the canvas one step before its
     own decoding commits X's first digit (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`)."""
@@ -325,7 +325,7 @@ def collect(
         decodings.update({(task, s): (decoded_views, models[model_key("mdm", s)], out[task].pairs, tokenizer, s, diffusion_steps)
                           for s in seeds})
     x_drawn = x_decision_pairs(drawn["countdown"], tokenizer, cfg.data_seed)
-    decodings.update({(X_DECISION, key): (x_decision_views, model, x_drawn, tokenizer) for key, model in models.items()})
+    decodings.update({(X_DECISION, key): (x_decision_view, model, x_drawn, tokenizer) for key, model in models.items()})
     decoded = run_jobs_with_bar(call, decodings, workers, "decoding canvases", progress)
     for task in TASKS:
         for s in seeds:
@@ -335,7 +335,7 @@ def collect(
                                        blind=False)
     # the MDMs' decoded canvases are cut to the pool; the ARMs' views are rebuilt on it (no decoding, trimmed padding)
     out[X_DECISION].views = {key: view.select(rows) if view.attention != "causal" else
-                             x_decision_views(models[key], out[X_DECISION].pairs, tokenizer) for key, view in x_views.items()}
+                             x_decision_view(models[key], out[X_DECISION].pairs, tokenizer) for key, view in x_views.items()}
     jobs = {}
     for task, data in out.items():
         for key, view in filter(lambda item: attributed(item[0]), data.views.items()):
