@@ -64,6 +64,13 @@ tok = zoo.tokenizer()
 # - the first answer slot, whose prediction the metric reads, is never committed: decoding goes on
 #   around it, so every step explains the same decision.
 #
+# The report decodes its canvases with a float64 copy of each MDM (`pools.for_decisions`). The
+# padding slots are predicted with probabilities so close to 1 that float32 cannot order their
+# confidences: `log_softmax` subtracts two nearly equal numbers, and its rounding (about
+# $10^{-6}$ at logits of size 10) is larger than the differences between them. Which pad is
+# committed first then depends on the CPU's float32 kernels, and two machines gave two reports
+# from the same zoo; in float64 they give one.
+#
 # Confidence decoding commits the easiest slots first, and on our canvases those are the padding
 # slots at the end. Steps 4 to 24 therefore go from "a few pads known" to "almost the whole canvas
 # known"; on Countdown the late steps reveal most of the equation around the masked first token.

@@ -202,6 +202,10 @@ arm_15k_diag = shipped_arm["diagnostics"]         # the same 200 problems (diagn
 gain = arm_15k["metrics"]["exact"] - arm_long_cd["metrics"]["exact"]
 arm_gain = arm_15k_diag["exact"] - arm_7k["exact"]
 assert arm_15k["steps"] == arm_long_cd["steps"] and abs(gain) < arm_gain / 2   # what the text says
+# the run lengths and step counts the text above names
+assert sorted({r["steps"] for r in results if r["run"].startswith("arm-long+cd") and r["steps"] < post.steps}) == [1500, 4000, 8000]
+assert [zoo.entry(k, 0, zoo_dir=FIRST)["step"] for k in ("arm", "arm-continued")] == shipped_arm_steps[:2] == [3000, 4000]
+assert sum(shipped_arm_steps) == 15000 and sum(shipped_arm_steps[:2]) == 7000
 Markdown(
     f"The 15000-step ARM solves {arm_15k_diag['exact']:.0%} of the diagnostic problems, "
     f"{arm_gain * 100:.0f} points more than the 7000-step ARM ({arm_7k['exact']:.0%}); after the same "

@@ -168,9 +168,11 @@ class Sample:
 def denoiser_logprobs(model: Transformer, x: Tensor, mask_id: int) -> Tensor:
     """Shifted log-probabilities ``[B, P, V]`` for every slot of ``x [B, P]``, ``[MASK]`` excluded.
 
-    Uses the model's own attention mode (an MDM from the zoo is bidirectional).
+    Uses the model's own attention mode (an MDM from the zoo is bidirectional). Computed in at least
+    float32 (a float64 model keeps float64).
     """
-    logits = shift_logits(model(x)).float()
+    logits = shift_logits(model(x))
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     logits[..., mask_id] = float("-inf")
     return logits.log_softmax(dim=-1)
 

@@ -140,3 +140,53 @@ def paired_mean_differences(acts_a: Tensor, acts_b: Tensor, categories: Tensor, 
     :func:`mean_differences`)."""
     return mean_differences(neuron_statistics(acts_a, categories, n_categories),
                             neuron_statistics(acts_b, categories, n_categories), neurons)
+
+
+class ExampleNeuronStatistics:
+    """:func:`neuron_statistics` of any resample of whole examples, without gathering positions.
+
+    A bootstrap over examples asks for the statistics of hundreds of resamples of the same
+    positions. Both statistics are made of per-example sums: the category profile of a resample
+    is the weighted sum of each example's category sums over the weighted sum of its category
+    counts, and the breadth counts, per example, the positions above half the resample's maximum
+    (itself the maximum of the examples drawn). So this keeps the per-example sums once, and each
+    resample costs a few matrix-vector products and one comparison of every position.
+
+    Args:
+        acts: ``[N, d_mlp]`` activations at ``N`` categorised positions (no ``-1`` category).
+        categories: ``[N]`` category index of each position, ``0 .. n_categories - 1``.
+        example: ``[N]`` the example each position belongs to, ``0 .. n_examples - 1``.
+        n_categories: number of categories.
+    """
+
+    def __init__(self, acts: Tensor, categories: Tensor, example: Tensor, n_categories: int):
+        if acts.dim() != 2 or categories.shape != acts.shape[:1] or example.shape != acts.shape[:1]:
+            raise ValueError(f"acts must be [N, d_mlp] with one category and one example per position; got "
+                             f"{tuple(acts.shape)}, {tuple(categories.shape)}, {tuple(example.shape)}")
+        if len(categories) and int(categories.min()) < 0:
+            raise ValueError("every position needs a category >= 0: leave the uncategorised positions out first")
+        self.acts, self.example = acts, example
+        self.n_examples, self.n_categories = int(example.max()) + 1, n_categories
+        cell = example * n_categories + categories                                              # [N]
+        d = acts.shape[1]
+        self.category_sums = torch.zeros(self.n_examples * n_categories, d, dtype=torch.float64).index_add_(
+            0, cell, acts.double()).view(self.n_examples, n_categories * d)                     # [E, C * d]
+        self.category_counts = torch.bincount(cell, minlength=self.n_examples * n_categories).double().view(
+            self.n_examples, n_categories)                                                      # [E, C]
+        self.example_max = torch.full((self.n_examples, d), float("-inf"), dtype=acts.dtype).scatter_reduce_(
+            0, example[:, None].expand(-1, d), acts, "amax")                                    # [E, d]
+
+    def statistics(self, weights: Tensor) -> tuple[Tensor, Tensor]:
+        """``(selectivity [d_mlp], breadth [d_mlp])`` of the resample that holds example ``e``
+        ``weights[e]`` times (``weights``: ``[n_examples]``, e.g. ``torch.bincount(rows)``): equal to
+        :func:`neuron_statistics` of those examples' positions, repeated."""
+        if weights.shape != (self.n_examples,) or int(weights.sum()) == 0:
+            raise ValueError(f"weights must give each of the {self.n_examples} examples a count, not all zero; "
+                             f"got shape {tuple(weights.shape)}")
+        w = weights.double()
+        profile = (w @ self.category_sums).view(self.n_categories, -1) / (w @ self.category_counts)[:, None]
+        threshold = self.example_max[weights > 0].max(0).values / 2                             # [d]
+        above = torch.zeros(self.n_examples, self.acts.shape[1], dtype=torch.float64).index_add_(
+            0, self.example, (self.acts > threshold).double())                                 # [E, d] positions above
+        breadth = (w @ above) / (w @ self.category_counts.sum(1))
+        return selectivity(profile), breadth

@@ -80,3 +80,28 @@ def test_paired_mean_differences_do_not_collapse_on_tied_neurons():
     means = neurons.paired_mean_differences(a, b, cats, 4)
     assert means["selectivity"] == pytest.approx(1.0 / 3)
     assert means["breadth"] == pytest.approx((2 / 8 - 1.0) / 3)
+
+
+def test_statistics_of_a_resample_of_examples_equal_those_of_its_positions_gathered():
+    """Ground truth: neuron_statistics of the positions of the drawn examples, repeated as drawn."""
+    g = torch.Generator().manual_seed(0)
+    n_examples, lengths = 9, torch.randint(1, 6, (9,), generator=g)
+    example = torch.repeat_interleave(torch.arange(n_examples), lengths)
+    acts = torch.randn(len(example), 7, generator=g)
+    cats = torch.randint(0, 3, (len(example),), generator=g)
+    cats[:3] = torch.tensor([0, 1, 2])
+    fast = neurons.ExampleNeuronStatistics(acts, cats, example, 4)   # category 3 never occurs: NaN in both
+    for rows in (torch.arange(n_examples), torch.randint(0, n_examples, (n_examples,), generator=g), torch.tensor([4, 4, 2])):
+        at = torch.cat([torch.nonzero(example == e)[:, 0] for e in rows.tolist()])
+        expected = neurons.neuron_statistics(acts[at][None], cats[at][None], 4)
+        got = fast.statistics(torch.bincount(rows, minlength=n_examples))
+        for e, v in zip(expected, got):
+            torch.testing.assert_close(v, e.double(), rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_example_statistics_refuse_uncategorised_positions_and_empty_resamples():
+    acts, example = torch.randn(4, 3), torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="category"):
+        neurons.ExampleNeuronStatistics(acts, torch.tensor([0, -1, 1, 1]), example, 2)
+    with pytest.raises(ValueError, match="not all zero"):
+        neurons.ExampleNeuronStatistics(acts, torch.tensor([0, 1, 1, 1]), example, 2).statistics(torch.zeros(2, dtype=torch.long))

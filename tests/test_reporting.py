@@ -244,3 +244,28 @@ def test_the_report_is_computed_on_one_thread_and_the_thread_count_restored(monk
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_reports_discrete_choices_are_made_in_float64_where_float32_rounding_would_flip_them():
+    """A model whose predictions are nearly uniform (unembedding scaled down) has confidences that
+    float32 cannot tell apart: its float32 decodings differ from the float64 ones, so a CPU with
+    other float32 kernels could decode other canvases. The report's decodings and its
+    right-or-wrong checks must be the float64 model's, and leave the model itself as it was."""
+    mdm = Transformer(CFG, "bidirectional").init_weights(7)
+    with torch.no_grad():
+        (mdm.W_U if mdm.W_U is not None else mdm.W_E).mul_(1e-4)
+    pairs = pools.task_pairs("ioi", TOK, 12, seed=5)
+    as_float64 = pools.for_decisions(mdm)
+    assert mdm.W_E.dtype == torch.float32 and as_float64.W_E.dtype == torch.float64
+    views = pools.decoded_views(mdm, pairs, TOK, 0, [3, 6])
+    expected = {(k, c): v for (k, c), v in ModelInputs.diffusion_views(as_float64, pairs, TOK, [3, 6]).items()}
+    in_float32 = ModelInputs.diffusion_views(mdm, pairs, TOK, [3, 6])
+    assert any(not torch.equal(in_float32[key].clean_ids, expected[key].clean_ids) for key in expected)   # the test has power
+    for (k, commits), view in expected.items():
+        got = views[pools.model_key("mdm", 0, diffusion_step=k, copied_commits=commits == "clean")]
+        assert torch.equal(got.clean_ids, view.clean_ids) and torch.equal(got.corrupted_ids, view.corrupted_ids)
+    before = views[pools.model_key("mdm", 0, before_commit=True)]
+    assert torch.equal(before.clean_ids, ModelInputs.before_commit(as_float64, pairs, TOK)[0].clean_ids)
+    assert torch.equal(pools.x_decision_view(mdm, pairs, TOK).clean_ids, before.clean_ids)
+    inputs = ModelInputs.from_pairs(mdm, pairs, TOK)
+    assert torch.equal(pools.correct_on(mdm, inputs), inputs.answer_is_top(inputs.run(as_float64)))

@@ -208,16 +208,16 @@ def paired_neuron_analysis(models: dict, pools: dict, tokenizer, seeds: list[int
         for kind, label in others:
             tied[label].append(float((sel[kind] == sel["arm"]).float().mean()))
         top = {kind: neurons.symmetric_top_neurons(acts["arm"][None], acts[kind][None], N_TOP_NEURONS) for kind, _ in others}
-        per_seed[s] = (acts, cats, [torch.nonzero(example == e)[:, 0] for e in range(int(example.max()) + 1)], top)
+        per_seed[s] = ({kind: neurons.ExampleNeuronStatistics(a, cats, example, len(CATEGORIES)) for kind, a in acts.items()},
+                       int(example.max()) + 1, top)
     memo: dict = {}
 
     def stats(s, rows: Tensor) -> dict:
         key = (s, tuple(rows.tolist()))
         if key not in memo:
-            acts, cats, positions, tops = per_seed[s]
-            at = torch.cat([positions[r] for r in rows.tolist()])
-            c = cats[at][None]
-            stats = {kind: neurons.neuron_statistics(a[at][None], c, len(CATEGORIES)) for kind, a in acts.items()}
+            by_kind, n_examples, tops = per_seed[s]
+            weights = torch.bincount(rows, minlength=n_examples)   # how often each example was drawn
+            stats = {kind: of_examples.statistics(weights) for kind, of_examples in by_kind.items()}
             out = {}
             for kind, label in others:
                 for suffix, chosen in (("", None), ("_top", tops[kind])):
@@ -226,7 +226,7 @@ def paired_neuron_analysis(models: dict, pools: dict, tokenizer, seeds: list[int
             memo[key] = out
         return memo[key]
 
-    n_examples = {s: len(per_seed[s][2]) for s in seeds}
+    n_examples = {s: per_seed[s][1] for s in seeds}
     keys = stats(seeds[0], torch.arange(n_examples[seeds[0]])).keys()
     # every call draws the same replicates (same seed, units and sizes): the memo computes each once
     out = {key: hierarchical_bootstrap(seeds, lambda s: n_examples[s], lambda s, rows, key=key: stats(s, rows)[key], n_boot)

@@ -15,6 +15,7 @@ diffusion step, bidirectional): :meth:`mechshift_lite.inputs.ModelInputs.from_pa
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Iterable
@@ -136,9 +137,22 @@ def correct(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer, both: bo
     return correct_on(model, ModelInputs.from_pairs(model, pairs, tokenizer), both)
 
 
+def for_decisions(model: Transformer) -> Transformer:
+    """A float64 copy of ``model`` for the report's discrete choices: which pairs a model gets right
+    (:func:`correct_on`) and which slot a confidence decoding commits (:func:`decoded_views`,
+    :func:`x_decision_view`). Such a choice compares two numbers that can be nearly equal. In
+    float32 another CPU's kernels (AVX2 against AVX-512) round them differently, and a few
+    commits flipped: the same zoo gave two reports. In float64 the rounding is about 10^8 times
+    smaller, so a choice flips only where two numbers agree to 15 digits. The scores and metrics of
+    the views stay float32 (they are continuous: rounding moves them by about 1e-7)."""
+    return copy.deepcopy(model).to(torch.float64)
+
+
 @torch.no_grad()
 def correct_on(model: Transformer, inputs: ModelInputs, both: bool = False) -> Tensor:
-    """:func:`correct` on a view already built (``inputs``: the pairs as ``model`` reads them)."""
+    """:func:`correct` on a view already built (``inputs``: the pairs as ``model`` reads them),
+    decided in float64 (:func:`for_decisions`)."""
+    model = for_decisions(model)
     right = inputs.answer_is_top(inputs.run(model))
     if both:
         flipped = dataclasses.replace(inputs, clean_ids=inputs.corrupted_ids, answer_ids=inputs.distractor_ids)
@@ -188,11 +202,12 @@ def decoded_views(mdm: Transformer, pool: TaskPairs, tokenizer: Tokenizer, seed:
     """The views of the pool that seed ``seed``'s MDM must decode, by model key: the canvas at each
     diffusion step > 0 with both corrupted canvases (one clean decoding:
     :meth:`~mechshift_lite.inputs.ModelInputs.diffusion_views`), and each example just before it
-    commits the explained slot (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`). Empty
-    when no step is > 0. The expensive part of the views: :func:`collect` runs it per seed on the workers."""
+    commits the explained slot (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`), decoded in
+    float64 (:func:`for_decisions`). Empty when no step is > 0. The expensive part of the views: :func:`collect` runs it per seed on the workers."""
     steps = [k for k in diffusion_steps if k > 0]
     if not steps:
         return {}
+    mdm = for_decisions(mdm)
     views = {model_key("mdm", seed, diffusion_step=k, copied_commits=commits == "clean"): view
              for (k, commits), view in ModelInputs.diffusion_views(mdm, pool, tokenizer, steps).items()}
     views[model_key("mdm", seed, before_commit=True)] = ModelInputs.before_commit(mdm, pool, tokenizer)[0]
@@ -208,10 +223,11 @@ def x_decision_pairs(drawn: TaskPairs, tokenizer: Tokenizer, seed: int) -> TaskP
 def x_decision_view(model: Transformer, pairs: TaskPairs, tokenizer: Tokenizer) -> ModelInputs:
     """``model``'s view of :data:`X_DECISION` pairs: an ARM reads the teacher-forced prefix
     (:meth:`~mechshift_lite.inputs.ModelInputs.from_pairs`), an MDM the canvas one step before its
-    own decoding commits X's first digit (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`)."""
+    own decoding commits X's first digit (:meth:`~mechshift_lite.inputs.ModelInputs.before_commit`, decoded
+    in float64: :func:`for_decisions`)."""
     if model.attention == "causal":
         return ModelInputs.from_pairs(model, pairs, tokenizer)
-    return ModelInputs.before_commit(model, pairs, tokenizer)[0]
+    return ModelInputs.before_commit(for_decisions(model), pairs, tokenizer)[0]
 
 
 def combine(chunks: Tensor, sizes: Tensor, graph, method: str) -> Scores:

@@ -27,10 +27,14 @@ SHIPPED_PATH = Path(__file__).resolve().parent / "shipped_report.json"
 VERIFY_ENV = "MECHSHIFT_VERIFY_SHIPPED"
 SHIPPED_N_BOOT = 500
 """The bootstrap size of the shipped report (the default of :func:`~.report.report`)."""
-TOLERANCE = 1e-5
+TOLERANCE = 5e-5
 """Numbers may differ by this much (absolute, or relative to their size) across machines: the report
 is computed on one thread (:func:`~.report.compute`), but another CPU's vector instructions round
-float sums differently (rank statistics then move by about 1e-6)."""
+float32 sums differently. The discrete choices are made in float64 (:func:`.pools.for_decisions`),
+so what moves is continuous: computed with AVX2 kernels against a report shipped from AVX-512 ones,
+the largest difference was 8e-6 (a Spearman correlation: the ranks of near-zero edge scores swap).
+To run that check: ``ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2
+MECHSHIFT_VERIFY_SHIPPED=1 mechshift-lite report --recompute``."""
 
 
 class ShippedReportMismatch(RuntimeError):
