@@ -4,7 +4,7 @@
 #                    book build that executes every chapter (what CI runs)
 #   make report-check compute the report cold and fail unless it equals the one the package ships
 #   make test-min    the unit tests again, on the lowest versions pyproject.toml declares (CI runs it too)
-#   make colab-check run every chapter as Colab's "Run all" does: every cell, tags ignored, CPU only (CI runs it)
+#   make colab-check run every chapter as Colab's "Run all" does: every cell, tags ignored, no GPU, no network (CI runs it)
 #   make notebooks   output-free .ipynb chapters and exercise versions under _build/notebooks/
 #   make check-site  open every built page in headless Chromium; screenshots in _build/screenshots/
 #   make clean       remove _build/ (keeps .venv)

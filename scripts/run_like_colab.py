@@ -5,7 +5,10 @@ Usage::
     python scripts/run_like_colab.py [--record RUNTIMES.json] book/ch03_diffusion.py [book/ch04_attribution.py ...]
 
 Each chapter is converted with jupytext and run by nbclient with the chapter's folder as the working
-directory (as in the book build); a cell that raises stops that chapter and is reported. Prints one
+directory (as in the book build); a cell that raises stops that chapter and is reported. As on a
+CPU runtime that must not download anything, the kernel sees no GPU (``CUDA_VISIBLE_DEVICES`` empty),
+the HuggingFace libraries are offline, and a first cell, not shown in the book, makes every socket
+connection to a host other than this machine raise (:data:`NO_NETWORK`). Prints one
 line per chapter with its wall time; exits 1 if any chapter failed. ``--record`` merges the wall
 times of the chapters that passed into a JSON file (the book states them at the top of each page).
 """
@@ -22,13 +25,39 @@ from pathlib import Path
 
 import jupytext
 import nbclient
+import nbformat
 
 
-def run(chapter: Path, timeout_s: int = 1800) -> tuple[bool, float, str]:
-    """Execute every cell of ``chapter``; ``(ok, seconds, error)``."""
+COLAB_ENV = {"CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+"""The kernel's environment on top of this process's: no GPU, no model hub."""
+
+NO_NETWORK = """\
+import socket
+_connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+def _local_only(connect):
+    def guarded(self, address, *args):
+        host = address[0] if isinstance(address, tuple) else None   # a str address is a local (AF_UNIX) socket
+        if host is not None and host not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(f"network access is blocked in the Colab-style run (a connection to {address})")
+        return connect(self, address, *args)
+    return guarded
+socket.socket.connect, socket.socket.connect_ex = _local_only(_connect), _local_only(_connect_ex)
+"""
+"""The first cell of every run: a connection to any other host raises ``OSError``."""
+
+
+CELL_TIMEOUT_S = 600
+"""A cell running longer than this fails its chapter (the book's budget is 120 s a chapter)."""
+
+
+def run(chapter: Path, timeout_s: int = CELL_TIMEOUT_S) -> tuple[bool, float, str]:
+    """Execute every cell of ``chapter`` (after :data:`NO_NETWORK`, with :data:`COLAB_ENV`); ``(ok, seconds, error)``.
+    A cell over ``timeout_s`` seconds, or a kernel that dies, fails the chapter instead of stopping the run."""
     notebook = jupytext.read(chapter)
     for cell in notebook.cells:
         cell.metadata.pop("tags", None)      # Colab honours no tags
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(NO_NETWORK))
+    os.environ.update(COLAB_ENV)
     client = nbclient.NotebookClient(notebook, timeout=timeout_s, kernel_name="python3",
                                      resources={"metadata": {"path": str(chapter.parent)}})
     start = time.perf_counter()
@@ -36,6 +65,10 @@ def run(chapter: Path, timeout_s: int = 1800) -> tuple[bool, float, str]:
         client.execute()
     except nbclient.exceptions.CellExecutionError as error:
         return False, time.perf_counter() - start, str(error).strip().splitlines()[-1]
+    except nbclient.exceptions.CellTimeoutError:
+        return False, time.perf_counter() - start, f"a cell ran longer than {timeout_s} s (or the kernel never replied)"
+    except nbclient.exceptions.DeadKernelError:
+        return False, time.perf_counter() - start, "the kernel died"
     return True, time.perf_counter() - start, ""
 
 
