@@ -165,6 +165,61 @@ with torch.no_grad():
     by_hand = head_output(run.patterns[layer][:, head], v, block.attn.W_O[head])
 print(f"max |by hand - recorded| = {(by_hand - run.outputs[f'a{layer}.h{head}']).abs().max():.2e}")
 
+# %% [markdown]
+# `head_output` started from the pattern. The pattern itself is where a head decides where to
+# look: each query is compared with every key, the scores are scaled by $1/\sqrt{d_\text{head}}$,
+# keys a query may not see get $-\infty$, and a softmax over the keys turns the scores into
+# probabilities:
+#
+# $$\text{pattern}[q, s] = \operatorname{softmax}_s\Big(\frac{q_q \cdot k_s}{\sqrt{d_\text{head}}} + \text{mask}[q, s]\Big).$$
+#
+# **3. One head's attention pattern.** *(difficulty ★★☆, importance ★★★, about 10 minutes)*
+#
+# Write `head_pattern(q, k, causal) -> Tensor` for a single head: `q`, `k` `[batch, pos, d_head]`
+# (the head's queries and keys), `causal` a bool (True: a query sees only keys at or before its
+# own position, as in an ARM; False: every key, as in an MDM), returning `[batch, query, key]`.
+#
+# ```{dropdown} Hint 1
+# `q @ k.transpose(-1, -2)` gives every query-key dot product; divide by `q.shape[-1] ** 0.5`.
+# ```
+#
+# ```{dropdown} Hint 2
+# `torch.ones(P, P, dtype=torch.bool).tril()` is True where a query may see a key;
+# `scores.masked_fill(~allowed, float("-inf"))` hides the rest, then `softmax(dim=-1)`.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def head_pattern(q, k, causal):
+    """[batch, query, key] attention probabilities of one head from its queries and keys."""
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    if causal:
+        P = q.shape[1]
+        scores = scores.masked_fill(~torch.ones(P, P, dtype=torch.bool).tril(), float("-inf"))
+    return scores.softmax(dim=-1)
+
+
+# %%
+checks.head_pattern(head_pattern)
+
+# %% [markdown]
+# With both exercises, the whole head runs by hand: project its query, key and value inputs,
+# take the pattern, mix and project the values. (LLaMA-style models rotate `q` and `k` by their
+# positions first, `ml.model.apply_rotary`; GPT-2 adds learned positions to the stream instead.)
+
+# %%
+with torch.no_grad():
+    q_in, k_in = block.ln1(run.inputs[f"a{layer}.h{head}<q>"]), block.ln1(run.inputs[f"a{layer}.h{head}<k>"])
+    q = q_in @ block.attn.W_Q[head] + (0 if block.attn.b_Q is None else block.attn.b_Q[head])
+    k = k_in @ block.attn.W_K[kv] + (0 if block.attn.b_K is None else block.attn.b_K[kv])
+    rotary = model.rotary(ids.shape[1], ids.device)
+    if rotary is not None:   # the apply_rotary of the model takes [batch, pos, heads, d_head]
+        q, k = (ml.model.apply_rotary(t[:, :, None], *rotary)[:, :, 0] for t in (q, k))
+    pattern = head_pattern(q, k, causal=model.attention == "causal")
+    whole_head = head_output(pattern, v, block.attn.W_O[head])
+print(f"max |pattern by hand - recorded| = {(pattern - run.patterns[layer][:, head]).abs().max():.2e}")
+print(f"max |head by hand - recorded|    = {(whole_head - run.outputs[f'a{layer}.h{head}']).abs().max():.2e}")
+assert torch.allclose(whole_head, run.outputs[f"a{layer}.h{head}"], atol=1e-4)
+
 # %%
 viz.attention_patterns([f"t{i}" for i in range(12)], run.patterns[1][0])
 
@@ -235,9 +290,9 @@ else:
 # ## Exercises
 #
 # The checked exercises of this chapter sit where each idea is taught: the residual stream
-# (exercise 1) and one head's output (2).
+# (exercise 1), one head's output (2) and its attention pattern (3).
 #
-# **3. (Open.)** Set `cfg` to the LLaMA family (`family="llama", act="silu", n_kv_heads=2`) and
+# **4. (Open.)** *(difficulty ★★☆, importance ★☆☆, about 15 minutes)* Set `cfg` to the LLaMA family (`family="llama", act="silu", n_kv_heads=2`) and
 # rerun the chapter (it runs unchanged). Which constant terms disappear from `residual_from_nodes`, and why? Which
 # value weights does head 2 of layer 1 read now, and why does the by-hand check still agree?
 

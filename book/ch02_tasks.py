@@ -473,7 +473,7 @@ fig.tight_layout()
 # The checked exercises of this chapter sit where each idea is taught: checking a Countdown
 # answer (exercise 1) and finding the readout (2).
 #
-# **3. (Open.)** `make_pairs` contrasts first *tokens*, not first *equations*. In the figure for
+# **3. (Open.)** *(difficulty ★★☆, importance ★★☆, about 20 minutes)* `make_pairs` contrasts first *tokens*, not first *equations*. In the figure for
 # `4, 7, 9`, find two targets whose first equations differ but whose first tokens agree. What
 # part of the plan does the one-slot metric miss? How could you measure it, and what would each
 # model (ARM and MDM) need in its input for that measurement?

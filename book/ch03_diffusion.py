@@ -736,7 +736,7 @@ for kind in zoo.KINDS:
 # The checked exercises of this chapter sit where each idea is taught: the shift (exercise 1),
 # the loss (2), the annealed mask (3) and one confidence-decoding step (4).
 #
-# **5. (Open.)** Chapter 2 argued that Countdown's first answer token needs a plan. The
+# **5. (Open.)** *(difficulty ★★☆, importance ★★★, about 15 minutes)* Chapter 2 argued that Countdown's first answer token needs a plan. The
 # confidence sampler does not commit that token first: it commits the target and the padding
 # before the first equation. Later chapters attribute the MDM's prediction of the first answer
 # token. Should they attribute it at step 0 (the whole answer masked) or at the step where the

@@ -110,7 +110,7 @@ print("into m0:      ", [name for name in graph.edge_names if name.endswith("->m
 # `"m0->a1.h3<q>"`; `inputs.run_with_nodes(model, "clean")` (or `"corrupted"`) returns a run whose
 # `outputs[u]` and `inputs[v]` are `[batch, pos, d_model]`, and `metric(logits)` is `[batch]`.
 # Run the clean prompt with destination `v`'s input replaced by its clean input plus
-# $	ext{out}_u(	ext{corrupted}) - 	ext{out}_u(	ext{clean})$, and return the mean over examples of
+# $\text{out}_u(\text{corrupted}) - \text{out}_u(\text{clean})$, and return the mean over examples of
 # the patched metric minus the clean metric.
 #
 # ```{dropdown} Hint 1
@@ -296,6 +296,11 @@ with torch.no_grad():
 slope = -sum(value for name, value in eap["ARM"].as_dict().items() if name.startswith("input->"))
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.plot(alphas, path, marker="o", color=viz.ARM_COLOR, label="metric along the path (ARM)")
+# what the text above says: the metric flattens near the clean end, so EAP's slope there is below
+# the mean slope of the whole path, and underestimates how far the metric falls
+end_slope = float((path[-1] - path[-2]) / (alphas[-1] - alphas[-2]))
+mean_slope = float(path[-1] - path[0])
+assert 0 < end_slope < mean_slope and abs(slope) < mean_slope, (end_slope, float(slope), mean_slope)
 ax.plot([0, 1], [clean_metric.mean() - slope, clean_metric.mean()], "--", color="black", label="EAP: tangent at the clean end")
 ax.set_xlabel(r"$\alpha$ (0 = corrupted token embeddings, 1 = clean)")
 ax.set_ylabel("mean logit difference")
@@ -335,7 +340,7 @@ fig.tight_layout()
 #
 # The book's sign convention is the other way round (a score is "corrupted minus clean"), so our
 # attributions are $-\mathrm{IG}_j = (x'_j - x_j) \cdot (\text{mean gradient})$, and they add up to
-# $f(x') - f(x)$, the total effect. The checker of exercise 2 below tests exactly this.
+# $f(x') - f(x)$, the total effect. The checker of exercise 3 below tests exactly this.
 #
 # **Completeness.** The token embedding reaches the metric only through the destinations it
 # feeds, and it enters each of their inputs $x_v$ additively, so
@@ -390,6 +395,7 @@ ig_by_steps = {m: ml.attribute(arm, arm_inputs, metric, method="EAP-IG-inputs", 
 gaps = [abs(input_sum(s) - total) / abs(total) for s in ig_by_steps.values()]
 for m, gap in zip(steps, gaps):
     print(f"m = {m:2d}: sum of input->* scores {input_sum(ig_by_steps[m]):+.3f} (total effect {total:+.3f}), relative gap {gap:.1%}")
+assert all(later < earlier for earlier, later in zip(gaps, gaps[1:])), gaps   # the gap shrinks as m grows
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 ax.loglog(steps, gaps, marker="o", color=viz.ARM_COLOR, label="ARM, IOI")
@@ -548,7 +554,7 @@ fig.tight_layout()
 # The checked exercises of this chapter sit where each idea is taught: patching one edge
 # (exercise 1), EAP for every edge (2) and integrated gradients (3).
 #
-# **4. (Open.)** Exact patching changes one edge with all others clean, and EAP-IG integrates
+# **4. (Open.)** *(difficulty ★★★, importance ★★☆, about 30 minutes)* Exact patching changes one edge with all others clean, and EAP-IG integrates
 # along a path where all inputs change together. Find an edge whose exact score is small but
 # whose EAP-IG score is large (or the reverse) in the scatter above. Patch it by hand with
 # `patch_edge`, then patch it again with the *other* edges into the same destination corrupted

@@ -193,6 +193,53 @@ fig.tight_layout()
 # no edge in the circuit, every destination gets corrupted inputs, so we get the corrupted run;
 # with every edge in it, we get the clean run.
 
+# %% [markdown]
+# **2. Evaluate a circuit by hand.** *(difficulty ★★★, importance ★★☆, about 30 minutes)*
+#
+# Write `evaluate_by_hand(model, inputs, metric, circuit_edges) -> Tensor [N]` with the rule
+# above, from `run_with_nodes` alone (chapter 4's `patch_edge` did it for one edge).
+# `circuit_edges` is a set of edge names; every other edge of `model.graph.edge_names` is absent.
+# A destination's input is the residual stream it reads: in a run where the destinations before
+# it are already patched, add to it, for each absent edge `u->v` into it, `u`'s corrupted output
+# minus `u`'s output *in that run*. Patch the destinations in forward order, one group at a
+# time: the head inputs of layer 0 (they read the same stream), then MLP 0 (it also reads layer
+# 0's heads), then layer 1, and so on, `logits` last; return the metric of the run with every
+# destination patched.
+#
+# ```{dropdown} Hint 1
+# `model.graph.dst_names` lists the destinations in forward order; `dst.split(".")[0]` names its
+# group (`"a0"` for `a0.h1<q>`, `"m0"`, ..., `"logits"`). One run per group:
+# `run = inputs.run_with_nodes(model, "clean", overrides=overrides)`, then add the group's
+# destinations to `overrides`.
+# ```
+#
+# ```{dropdown} Hint 2
+# Why not one clean run for every destination? Once the heads of layer 0 are patched, their
+# outputs change, and a later destination's clean input no longer holds them: subtract the
+# outputs of the run that has the earlier patches.
+# ```
+
+# %% tags=["hide-input", "solution"]
+def evaluate_by_hand(model, inputs, metric, circuit_edges):
+    """[N] metric values when every edge outside ``circuit_edges`` carries its sender's corrupted output."""
+    graph = model.graph
+    corrupted = inputs.run_with_nodes(model, "corrupted")
+    groups = {}                                    # forward order: a0's head inputs, m0, a1's, ..., logits
+    for dst in graph.dst_names:
+        groups.setdefault(dst.split(".")[0], []).append(dst)
+    overrides = {}
+    for group in groups.values():
+        run = inputs.run_with_nodes(model, "clean", overrides=overrides)   # the earlier groups patched
+        for dst in group:
+            absent = [e.split("->")[0] for e in graph.edge_names if e.endswith("->" + dst) and e not in circuit_edges]
+            overrides[dst] = run.inputs[dst] + sum((corrupted.outputs[u] - run.outputs[u] for u in absent),
+                                                   torch.zeros_like(run.inputs[dst]))
+    return metric(inputs.run_with_nodes(model, "clean", overrides=overrides).logits)
+
+
+# %%
+checks.evaluate_circuit(evaluate_by_hand)
+
 # %%
 N_TOP = round(0.05 * graph.n_edges)  # 5% of the edges: the circuit size chapters 4 and 6 use
 model, x = models["ARM"], held_out["ARM", "ioi"]
@@ -207,8 +254,13 @@ print(f"empty circuit: mean {empty_values.mean():+.3f}; corrupted run {corrupted
       f"max |difference| {(empty_values - corrupted_values).abs().max():.1e}")
 print(f"full circuit:  mean {full_values.mean():+.3f}; clean run     {clean_values.mean():+.3f}; "
       f"max |difference| {(full_values - clean_values).abs().max():.1e}")
+scale = clean_values.abs().max()
+assert (empty_values - corrupted_values).abs().max() < 1e-4 * scale and (full_values - clean_values).abs().max() < 1e-4 * scale
 circuit = ml.top_n(arm_ioi, N_TOP)
 circuit_values = ml.evaluate(model, circuit, x, metric)
+with torch.no_grad():
+    by_hand = evaluate_by_hand(model, x, metric, circuit.edges)
+assert (by_hand - circuit_values).abs().max() < 1e-3 * scale   # exercise 2 agrees with ml.evaluate
 print(f"top-{N_TOP} circuit ({circuit.n_edges} edges after pruning): mean {circuit_values.mean():+.3f}")
 
 # %% [markdown]
@@ -220,7 +272,7 @@ print(f"top-{N_TOP} circuit ({circuit.n_edges} edges after pruning): mean {circu
 #
 # $$\text{faithfulness} = \frac{\overline{m}_\text{circuit} - \overline{m}_\text{empty}}{\overline{m}_\text{clean} - \overline{m}_\text{empty}}.$$
 #
-# **2. Faithfulness from three means.** *(difficulty ★☆☆, importance ★★★, about 5 minutes)*
+# **3. Faithfulness from three means.** *(difficulty ★☆☆, importance ★★★, about 5 minutes)*
 #
 # Write `faithfulness(circuit, empty, clean) -> float`, where each argument holds the per-example
 # metric values `[N]` of the circuit, the empty circuit and the clean run.
@@ -277,7 +329,7 @@ fig.tight_layout()
 for (model_name, task), result in curves.items():
     print(f"{model_name} {TASK_NAMES[task]:9s}: area {result.area:.3f}; faithfulness at n = {N_TOP}: "
           f"{result.faithfulness[EDGE_COUNTS.index(N_TOP)]:.2f}; >= 0.8 from {smallest_faithful(result)} edges after pruning")
-# the package's curve at n = N_TOP is exercise 2's number for the top-N circuit evaluated above
+# the package's curve at n = N_TOP is exercise 3's number for the top-N circuit evaluated above
 assert abs(curves["ARM", "ioi"].faithfulness[EDGE_COUNTS.index(N_TOP)] - faithfulness(circuit_values, empty_values, clean_values)) < 1e-3
 
 # %%
@@ -306,8 +358,9 @@ Markdown("On the held-out pairs, faithfulness reaches 0.8 from " + "; ".join(
 # edges than the other, its circuit at the same $N$ is the less complete of the two. That is why
 # chapter 6 shows the overlap over a range of $N$, not only at one.
 #
-# The area summarises the whole curve, but it is dominated by the large circuits, where every
-# method does well. The small circuits on the left tell methods apart. The next figure uses them
+# The area summarises the whole curve, but it is dominated by the large circuits, where the
+# methods differ much less (the spreads are printed below the figure). The small circuits on the
+# left tell methods apart. The next figure uses them
 # to compare the scores of chapter 4: circuits from EAP, from EAP-IG, and EAP-IG with greedy
 # selection, for the ARM.
 
@@ -331,6 +384,11 @@ fig.tight_layout()
 
 # %%
 small = [i for i, n in enumerate(EDGE_COUNTS) if n <= 40]
+large = [i for i, n in enumerate(EDGE_COUNTS) if n >= 120]
+spread = lambda v, at: max(max(c.faithfulness[i] for c in v.values()) - min(c.faithfulness[i] for c in v.values()) for i in at)
+for task, v in variant_curves.items():   # what the text says: the large circuits are alike, the small ones tell methods apart
+    print(f"{TASK_NAMES[task]}: spread of faithfulness over the methods, n <= 40: {spread(v, small):.2f}; n >= 120: {spread(v, large):.2f}")
+    assert spread(v, large) < spread(v, small) / 2
 gap = lambda a, b: max(abs(a.faithfulness[i] - b.faithfulness[i]) for i in small)
 need = {task: {label: smallest_faithful(c) for label, c in v.items()} for task, v in variant_curves.items()}
 Markdown(" ".join(
@@ -374,10 +432,10 @@ fig.tight_layout()
 #
 # ## Exercises
 #
-# The checked exercises of this chapter sit where each idea is taught: pruning (exercise 1) and
-# faithfulness (2).
+# The checked exercises of this chapter sit where each idea is taught: pruning (exercise 1),
+# evaluating a circuit (2) and faithfulness (3).
 #
-# **3. (Open.)** Faithfulness is a ratio of *means*. Compute the per-example ratio
+# **4. (Open.)** *(difficulty ★★☆, importance ★★☆, about 20 minutes)* Faithfulness is a ratio of *means*. Compute the per-example ratio
 # $(m_\text{circuit} - m_\text{empty}) / (m_\text{clean} - m_\text{empty})$ for the top-$N$ circuit
 # of the ARM on IOI, and plot its distribution. Is the circuit equally faithful on every example?
 # Which examples would you look at first, and what would you expect to find in them?

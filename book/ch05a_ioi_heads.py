@@ -42,6 +42,7 @@ from IPython.display import Markdown, display
 import mechshift_lite as ml
 from mechshift_lite import heads, viz, zoo
 from mechshift_lite.experiment import task_pairs
+from mechshift_lite.teaching import checks
 
 # %% [markdown]
 # ## The prompts and the positions of the names
@@ -250,6 +251,7 @@ def duplicate_score(patterns, s1, s2):
 
 
 # %%
+checks.duplicate_score(duplicate_score)
 for name in models:
     assert torch.allclose(duplicate_score(patterns[name], positions.s1, positions.s2),
                           heads.duplicate_token_scores(patterns[name], positions)), name
@@ -260,7 +262,7 @@ print("duplicate_score agrees with heads.duplicate_token_scores on both models")
 #
 # The checked exercise of this chapter sits where the scores are taught (exercise 1).
 #
-# **2. (Open.)** The MDM attends in both directions, so S1 can look *ahead* at S2. Compute the
+# **2. (Open.)** *(difficulty ★★☆, importance ★★☆, about 20 minutes)* The MDM attends in both directions, so S1 can look *ahead* at S2. Compute the
 # attention S1 → S2 of every MDM head (the ARM's is 0 by construction). Does a head of the MDM
 # find duplicates backwards? Would you call it a duplicate-token head?
 

@@ -181,7 +181,8 @@ Markdown("The paper's picture predicts a lower selectivity and a higher breadth 
          f"intervals separate tells us whether {len(result['seeds'])} seeds are enough to see it. Note that these "
          "statistics mix the two tasks' prompts: a neuron that fires on every digit is \"selective\" by category "
          "even if it is broad within Countdown.")
-#
+
+# %% [markdown]
 # ## Neuron by neuron, paired
 #
 # Two medians of different populations compare the layers as wholes. But the MDM is post-trained

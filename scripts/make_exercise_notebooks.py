@@ -88,12 +88,15 @@ DIRECTIVE = re.compile(r"^(```|:::)\{(?P<name>[\w-]+)\}[ \t]*(?P<title>[^\n]*)\n
 
 
 def plain_markdown(source: str) -> str:
-    """MyST directive blocks (fenced by ```` ``` ```` or ``:::``) as blockquotes headed by their title
-    (or the directive's name); ``:option: value`` lines are dropped."""
+    """MyST directive blocks (fenced by ```` ``` ```` or ``:::``) as Colab renders them: a
+    ``dropdown`` (a hint) as a collapsed HTML ``<details>`` block, any other as a blockquote headed
+    by its title (or the directive's name); ``:option: value`` lines are dropped."""
 
     def quote(match: re.Match) -> str:
         body = [line for line in match["body"].splitlines() if not re.match(r"^:[\w-]+:", line)]
         heading = match["title"].strip() or match["name"].capitalize()
+        if match["name"] == "dropdown":   # collapsed until clicked, as in the book
+            return "\n".join([f"<details><summary>{heading}</summary>", "", *body, "", "</details>"])
         return "\n".join([f"> **{heading}**", ">", *(f"> {line}".rstrip() for line in body)])
 
     return DIRECTIVE.sub(quote, source)

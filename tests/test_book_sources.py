@@ -100,6 +100,11 @@ def test_directives_become_blockquotes_that_colab_renders() -> None:
     assert plain_markdown("```python\nx = 1\n```") == "```python\nx = 1\n```"   # code blocks stay
 
 
+def test_hints_stay_collapsed_in_the_notebooks() -> None:
+    source = "Try it.\n\n```{dropdown} Hint 1\nUse `torch.einsum`.\n```\nDone."
+    assert plain_markdown(source) == "Try it.\n\n<details><summary>Hint 1</summary>\n\nUse `torch.einsum`.\n\n</details>\nDone."
+
+
 def test_citation_roles_become_linked_author_year_text() -> None:
     works = {"a": {"author": "Hanna, Michael and Pezzelle, Sandro and Belinkov, Yonatan", "year": "2024", "url": "u"},
              "b": {"author": "nostalgebraist", "year": "2020"}}

@@ -1,6 +1,8 @@
 """Each checker passes the reference solution and fails plausible wrong answers."""
 
 import ast
+import math
+import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -8,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import mechshift_lite
 from mechshift_lite.teaching import checks
 
 
@@ -44,15 +47,38 @@ def test_head_output_checker(capsys):
         checks.head_output(lambda p, v, W: (p @ v @ W).sum(1))
 
 
+def test_head_pattern_checker():
+    solution = chapter_solution("ch01_transformer.py", "head_pattern")
+    checks.head_pattern(solution)
+
+    def masked(scores, causal):
+        P = scores.shape[1]
+        return scores.masked_fill(~torch.ones(P, P, dtype=torch.bool).tril(), float("-inf")) if causal else scores
+
+    wrong = {
+        "not scaled": lambda q, k, causal: masked(q @ k.transpose(-1, -2), causal).softmax(-1),
+        "softmax over the queries": lambda q, k, causal: masked(q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5, causal).softmax(1),
+        "mask ignored": lambda q, k, causal: (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).softmax(-1),
+        "past hidden, not future": lambda q, k, causal: (q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5).masked_fill(
+            causal & ~torch.ones(q.shape[1], q.shape[1], dtype=torch.bool).triu(), float("-inf")).softmax(-1),
+    }
+    for name, fn in wrong.items():
+        with pytest.raises(AssertionError, match="head_pattern"):
+            checks.head_pattern(fn)
+
+
 # ----- chapter 2 -----
 def chapter_solution(chapter: str, name: str):
     """The function ``name`` as the chapter's solution cell defines it (the reference a reader compares with)."""
     lines = (Path(__file__).resolve().parent.parent / "book" / chapter).read_text().splitlines()
     source = "\n".join(line.replace("%", "pass  #", 1) if line.lstrip().startswith("%") else line
                        for line in lines)   # IPython magics: keep the indentation
-    node = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == name)
-    namespace = {"re": re, "torch": torch}
-    exec(compile(ast.Module([node], []), chapter, "exec"), namespace)
+    functions = [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]   # a solution may call another
+    if name not in {n.name for n in functions}:
+        raise LookupError(f"{chapter} defines no function {name}")
+    namespace = {"re": re, "torch": torch, "math": math, "random": random, "ml": mechshift_lite,
+                 **{module: getattr(mechshift_lite, module) for module in ("ablation", "compare", "neurons", "diffusion")}}
+    exec(compile(ast.Module(functions, []), chapter, "exec"), namespace)
     return namespace[name]
 
 
@@ -167,8 +193,39 @@ def test_chance_jaccard_checker():
     from mechshift_lite.compare import chance_jaccard
 
     checks.chance_jaccard(chance_jaccard)
-    with pytest.raises(AssertionError, match="chance_jaccard"):
-        checks.chance_jaccard(lambda n, a, b: a * b / n / (a + b - a * b / n) if a + b else 1.0)   # plug-in, not the expectation
+
+    def simulated(n, a, b, draws=2000):   # a Monte Carlo estimate: close, not exact
+        g = torch.Generator().manual_seed(0)
+        total = 0.0
+        for _ in range(draws):
+            x, y = set(torch.randperm(n, generator=g)[:a].tolist()), set(torch.randperm(n, generator=g)[:b].tolist())
+            total += len(x & y) / len(x | y) if x | y else 1.0
+        return total / draws
+
+    wrong = {
+        "plug-in, not the expectation": lambda n, a, b: a * b / n / (a + b - a * b / n) if a + b else 1.0,
+        "the expected share of one set": lambda n, a, b: b / n,
+        "simulated": simulated,
+    }
+    for name, fn in wrong.items():
+        with pytest.raises(AssertionError, match="chance_jaccard"):
+            checks.chance_jaccard(fn)
+
+
+def test_duplicate_score_checker():
+    def solution(patterns, s1, s2):
+        return patterns[:, :, torch.arange(patterns.shape[2]), s2, s1].mean(-1)
+
+    checks.duplicate_score(solution)
+    wrong = {
+        "S1 to S2": lambda p, s1, s2: p[:, :, torch.arange(p.shape[2]), s1, s2].mean(-1),
+        "every pair of prompts": lambda p, s1, s2: p[:, :, :, s2, s1].mean((-2, -1)),
+        "summed over prompts": lambda p, s1, s2: p[:, :, torch.arange(p.shape[2]), s2, s1].sum(-1),
+        "every key of S2": lambda p, s1, s2: p[:, :, torch.arange(p.shape[2]), s2].mean((-2, -1)),
+    }
+    for name, fn in wrong.items():
+        with pytest.raises(AssertionError, match="duplicate_score"):
+            checks.duplicate_score(fn)
 
 
 def test_component_scores_checker():
@@ -185,6 +242,31 @@ def test_component_scores_checker():
     with pytest.raises(AssertionError, match="absolute values"):
         checks.component_scores(lambda e: {k: sum(v for n, v in e.items() if k in n) for k in ("a0.h1", "a1.h0", "m1")})
 
+    def only_sources(edges):
+        totals = {name.split("->")[1].split("<")[0]: 0.0 for name in edges} | {name.split("->")[0]: 0.0 for name in edges}
+        for name, score in edges.items():
+            totals[name.split("->")[0]] += abs(score)
+        return {k: v for k, v in totals.items() if k not in ("input", "logits")}
+
+    def endpoints_kept(edges):   # input and logits counted as components
+        totals = {}
+        for name, score in edges.items():
+            for node in (name.split("->")[0], name.split("->")[1].split("<")[0]):
+                totals[node] = totals.get(node, 0.0) + abs(score)
+        return totals
+
+    def suffix_kept(edges):      # a1.h0<k> counted apart from a1.h0
+        totals = {}
+        for name, score in edges.items():
+            for node in name.split("->"):
+                if node not in ("input", "logits"):
+                    totals[node] = totals.get(node, 0.0) + abs(score)
+        return totals
+
+    for fn in (only_sources, endpoints_kept, suffix_kept):
+        with pytest.raises(AssertionError, match="component_scores"):
+            checks.component_scores(fn)
+
 
 def test_lens_projection_checker():
     import torch
@@ -193,16 +275,35 @@ def test_lens_projection_checker():
         return ((o - o.mean(-1, keepdim=True)) * torch.rsqrt(r.var(-1, unbiased=False, keepdim=True) + eps) * w) @ W_U
 
     checks.lens_projection(solution)
-    with pytest.raises(AssertionError, match="lens_projection"):   # normalising the part by its own statistics
-        checks.lens_projection(lambda o, r, w, W_U, eps: torch.nn.functional.layer_norm(o, (o.shape[-1],), weight=w, eps=eps) @ W_U)
+    wrong = {
+        "the part normalised by its own statistics": lambda o, r, w, W_U, eps: torch.nn.functional.layer_norm(o, (o.shape[-1],), weight=w, eps=eps) @ W_U,
+        "the part not centred": lambda o, r, w, W_U, eps: (o * torch.rsqrt(r.var(-1, unbiased=False, keepdim=True) + eps) * w) @ W_U,
+        "the unbiased variance": lambda o, r, w, W_U, eps: ((o - o.mean(-1, keepdim=True)) * torch.rsqrt(r.var(-1, keepdim=True) + eps) * w) @ W_U,
+        "no norm weight": lambda o, r, w, W_U, eps: ((o - o.mean(-1, keepdim=True)) * torch.rsqrt(r.var(-1, unbiased=False, keepdim=True) + eps)) @ W_U,
+    }
+    for name, fn in wrong.items():
+        with pytest.raises(AssertionError, match="lens_projection"):
+            checks.lens_projection(fn)
 
 
 def test_selectivity_checker():
     from mechshift_lite.neurons import selectivity
 
     checks.selectivity(selectivity)
-    with pytest.raises(AssertionError, match="selectivity"):
-        checks.selectivity(lambda p: 1 - (p.softmax(0) * p.softmax(0).log()).sum(0).neg() / torch.log(torch.tensor(3.0)))
+
+    def entropy_selectivity(positive: torch.Tensor, n_log: float) -> torch.Tensor:
+        p = positive / positive.sum(0)
+        return 1 - (-(p * p.clamp(min=1e-12).log()).sum(0)) / n_log
+
+    wrong = {
+        "softmax profile": lambda p: 1 - (p.softmax(0) * p.softmax(0).log()).sum(0).neg() / torch.log(torch.tensor(3.0)),
+        "absolute values, not the positive part": lambda p: entropy_selectivity(p.abs(), torch.log(torch.tensor(3.0))),
+        "normalised by the number of neurons": lambda p: entropy_selectivity(p.clamp(min=0), torch.log(torch.tensor(5.0))).nan_to_num(0.0),
+        "0, not NaN, for a neuron that never fires": lambda p: entropy_selectivity(p.clamp(min=0), torch.log(torch.tensor(3.0))).nan_to_num(0.0),
+    }
+    for name, fn in wrong.items():
+        with pytest.raises(AssertionError, match="selectivity"):
+            checks.selectivity(fn)
 
 
 def test_layer_matched_control_checker():
@@ -271,6 +372,43 @@ def test_prune_edges_checker(capsys):
     ):
         with pytest.raises(AssertionError, match="prune_edges"):
             checks.prune_edges(wrong)
+
+
+def test_evaluate_circuit_checker():
+    solution = chapter_solution("ch05_circuits.py", "evaluate_by_hand")
+    checks.evaluate_circuit(solution)
+
+    def one_pass(model, inputs, metric, circuit_edges):   # upstream inputs never patched: the clean run's outputs
+        clean, corrupted = inputs.run_with_nodes(model, "clean"), inputs.run_with_nodes(model, "corrupted")
+        overrides = {}
+        for edge in model.graph.edge_names:
+            src, dst = edge.split("->")
+            if edge not in circuit_edges:
+                overrides[dst] = overrides.get(dst, clean.inputs[dst]) + corrupted.outputs[src] - clean.outputs[src]
+        return metric(inputs.run_with_nodes(model, "clean", overrides=overrides).logits)
+
+    def whole_input_corrupted(model, inputs, metric, circuit_edges):   # a destination with an absent edge reads the corrupted run
+        corrupted = inputs.run_with_nodes(model, "corrupted")
+        absent = {edge.split("->")[1] for edge in model.graph.edge_names if edge not in circuit_edges}
+        return metric(inputs.run_with_nodes(model, "clean", overrides={d: corrupted.inputs[d] for d in absent}).logits)
+
+    def logits_forgotten(model, inputs, metric, circuit_edges):
+        kept = {edge for edge in circuit_edges} | {edge for edge in model.graph.edge_names if edge.endswith("->logits")}
+        return solution(model, inputs, metric, kept)
+
+    def layer_by_layer(model, inputs, metric, circuit_edges):   # a layer's MLP patched from the run before its heads were
+        graph, corrupted, overrides = model.graph, inputs.run_with_nodes(model, "corrupted"), {}
+        for layer in range(graph.n_layers + 1):
+            run = inputs.run_with_nodes(model, "clean", overrides=overrides)
+            for i, dst in enumerate(graph.dst_names):
+                if graph.layer_of_dst(i) == layer:
+                    absent = [e.split("->")[0] for e in graph.edge_names if e.endswith("->" + dst) and e not in circuit_edges]
+                    overrides[dst] = run.inputs[dst] + sum((corrupted.outputs[u] - run.outputs[u] for u in absent), 0.0)
+        return metric(inputs.run_with_nodes(model, "clean", overrides=overrides).logits)
+
+    for fn in (one_pass, whole_input_corrupted, logits_forgotten, layer_by_layer):
+        with pytest.raises(AssertionError, match="evaluate_circuit"):
+            checks.evaluate_circuit(fn)
 
 
 def test_faithfulness_checker(capsys):
@@ -449,3 +587,19 @@ def test_eap_scores_checker(capsys):
             checks.eap_scores(wrong)
     with pytest.raises(AssertionError, match="n_src, n_dst"):
         checks.eap_scores(lambda c, k, g: eap_scores_solution(c, k, g).T)
+
+
+BOOK = Path(__file__).resolve().parent.parent / "book"
+CHECKED = sorted({(path.name, m[1], m[2]) for path in BOOK.glob("ch*.py")
+                  for m in re.finditer(r"^checks\.(\w+)\((\w+)\)$", path.read_text(), re.MULTILINE)})
+
+
+def test_every_chapter_checks_its_exercises():
+    chapters = {path.name.split("_")[0] for path in BOOK.glob("ch*.py")}
+    assert {chapter.split("_")[0] for chapter, _, _ in CHECKED} == chapters and len(chapters) == 12
+
+
+@pytest.mark.parametrize("chapter, checker, solution", CHECKED)
+def test_the_chapters_own_solution_passes_its_checker(chapter, checker, solution):
+    """The reference a reader compares with is the solution cell of the chapter, not the package's function."""
+    getattr(checks, checker)(chapter_solution(chapter, solution))

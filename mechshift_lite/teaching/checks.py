@@ -7,6 +7,7 @@ own solution, and prints one line: ``"<name>: all checks passed"``, or raises an
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from typing import TYPE_CHECKING, Callable
 
@@ -75,6 +76,20 @@ def head_output(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
     v, W_O = torch.randn(2, 5, 4, generator=g), torch.randn(4, 6, generator=g)
     compare("head_output", fn(pattern, v, W_O), torch.einsum("bqs,bsk,kd->bqd", pattern, v, W_O))
     passed("head_output")
+
+
+def head_pattern(fn: Callable[[Tensor, Tensor, bool], Tensor]) -> None:
+    """Check ``fn(q [B, P, K], k [B, P, K], causal) -> [B, P_q, P_k]``: the softmax over keys of the
+    scaled dot products, future keys hidden when ``causal``."""
+    g = torch.Generator().manual_seed(3)
+    q, k = torch.randn(2, 5, 4, generator=g) * 2, torch.randn(2, 5, 4, generator=g) * 2
+    scores = torch.einsum("bqd,bsd->bqs", q, k) / 2.0                   # sqrt(d_head) = 2
+    future = torch.ones(5, 5, dtype=torch.bool).triu(1)
+    for causal in (True, False):
+        expected = (scores.masked_fill(future, float("-inf")) if causal else scores).softmax(-1)
+        got = fn(q.clone(), k.clone(), causal)
+        compare(f"head_pattern (causal={causal})", got, expected)
+    passed("head_pattern")
 
 
 # ----- chapter 2 ------------------------------------------------------------------------------
@@ -429,6 +444,32 @@ def prune_edges(fn: Callable[[set[str]], set[str]]) -> None:
     passed("prune_edges")
 
 
+def evaluate_circuit(fn: Callable[[Transformer, ModelInputs, Callable[[Tensor], Tensor], set[str]], Tensor]) -> None:
+    """Check ``fn(model, inputs, metric, circuit_edges) -> [N]``: the metric of every example when each
+    edge outside the circuit carries its sender's corrupted output; compared with ``ml.evaluate``
+    on the empty and the full circuit and on circuits with absent edges at every depth."""
+    import random
+
+    from ..circuits import Circuit, evaluate
+
+    model, inputs, metric = _patching_inputs()
+    with torch.no_grad():   # larger weights: a head's output must visibly move the MLP of its own layer
+        model = copy.deepcopy(model)
+        for name, p in model.named_parameters():
+            if name.split(".")[-1].startswith("W_"):
+                p.mul_(6.0)
+    graph, rng = model.graph, random.Random(0)
+    circuits = {"the empty circuit": set(), "the full circuit": set(graph.edge_names)}
+    for share in (0.3, 0.6, 0.9):
+        circuits[f"a random circuit of {share:.0%} of the edges"] = set(rng.sample(graph.edge_names, round(share * graph.n_edges)))
+    for name, edges in circuits.items():
+        expected = evaluate(model, Circuit.from_edges(graph, sorted(edges)), inputs, metric, allow_empty=True)
+        with torch.no_grad():
+            got = fn(model, inputs, metric, set(edges))
+        compare(f"evaluate_circuit ({name})", got, expected, atol=1e-4 * float(expected.abs().max()))
+    passed("evaluate_circuit")
+
+
 def faithfulness(fn: Callable[[Tensor, Tensor, Tensor], float]) -> None:
     """Check ``fn(circuit [N], empty [N], clean [N]) -> float``: ``(mean circuit - mean empty) /
     (mean clean - mean empty)`` of per-example metric values."""
@@ -446,6 +487,20 @@ def faithfulness(fn: Callable[[Tensor, Tensor, Tensor], float]) -> None:
                 f"{got:.5g}, expected {expected:.5g} (take the means first, then the ratio of the differences)"
             )
     passed("faithfulness")
+
+
+def duplicate_score(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
+    """Check ``fn(patterns [L, H, N, P, P], s1 [N], s2 [N]) -> [L, H]``: the attention from each
+    prompt's S2 (query) to its S1 (key), averaged over the prompts (chapter 5a)."""
+    g = torch.Generator().manual_seed(5)
+    patterns = torch.rand(2, 3, 4, 7, 7, generator=g).softmax(-1)      # bidirectional-like: S1 -> S2 is not 0
+    s1, s2 = torch.tensor([1, 0, 2, 1]), torch.tensor([4, 5, 6, 3])
+    expected = torch.stack([patterns[:, :, n, s2[n], s1[n]] for n in range(4)], -1).mean(-1)
+    got = fn(patterns.clone(), s1.clone(), s2.clone())
+    if isinstance(got, Tensor) and got.shape == expected.shape and torch.allclose(got, patterns[:, :, torch.arange(4), s1, s2].mean(-1)):
+        raise AssertionError("duplicate_score: that is the attention from S1 to S2; the query is S2 (the second mention), the key S1")
+    compare("duplicate_score", got, expected)
+    passed("duplicate_score")
 
 
 # ----- chapter 3 ------------------------------------------------------------------------------
