@@ -21,8 +21,10 @@ TORCH_PIP_ARGS ?= torch==2.13.0
 BOOK_TIMEOUT_S ?= 1800
 # The cold report's budget on the 2-core CI machine, a guard against a stalled or much slower report.
 # Issue 11 asks for under 10 minutes. The 0.3.0 zoo's report (2 workers, nothing else running) took
-# 941 s on one 2-core machine and 531 s on a faster one (AVX-512; its decodings in float64).
-REPORT_BUDGET_S ?= 1200
+# 941 s on one 2-core machine with float32 decodings, and 531 s (591 s in a clean-clone CI) on a
+# faster one (AVX-512) with the float64 decodings, which cost about 26% more there: on the slower
+# machine that would be about 1200 s, hence a budget above it.
+REPORT_BUDGET_S ?= 1500
 REPORT_LOG := _build/logs/report-check.log
 
 VENV := .venv
