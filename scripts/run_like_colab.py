@@ -57,12 +57,11 @@ def run(chapter: Path, timeout_s: int = CELL_TIMEOUT_S) -> tuple[bool, float, st
     for cell in notebook.cells:
         cell.metadata.pop("tags", None)      # Colab honours no tags
     notebook.cells.insert(0, nbformat.v4.new_code_cell(NO_NETWORK))
-    os.environ.update(COLAB_ENV)
     client = nbclient.NotebookClient(notebook, timeout=timeout_s, kernel_name="python3",
                                      resources={"metadata": {"path": str(chapter.parent)}})
     start = time.perf_counter()
     try:
-        client.execute()
+        client.execute(env={**os.environ, **COLAB_ENV})   # the kernel's environment only, not this process's
     except nbclient.exceptions.CellExecutionError as error:
         return False, time.perf_counter() - start, str(error).strip().splitlines()[-1]
     except nbclient.exceptions.CellTimeoutError:

@@ -1,6 +1,7 @@
 """The Colab-style run (scripts/run_like_colab.py): tags ignored, no network, no GPU, errors reported."""
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,14 @@ def chapter(tmp_path, body: str) -> Path:
     return path
 
 
-def test_a_chapter_sees_no_gpu_no_hub_and_runs_cells_tagged_to_be_skipped(tmp_path):
+def test_a_chapter_sees_no_gpu_no_hub_and_runs_cells_tagged_to_be_skipped(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     ok, _, error = run_like_colab.run(chapter(tmp_path, (
         '# %% tags=["skip-execution"]\nran_tagged = True\n\n'
         "# %%\nimport os, torch\nassert ran_tagged and not torch.cuda.is_available()\n"
         'assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and os.environ["HF_HUB_OFFLINE"] == "1"\n')))
     assert ok, error
+    assert "HF_HUB_OFFLINE" not in os.environ   # the runner's own environment is left alone
 
 
 def test_a_connection_to_another_host_fails_the_chapter_and_a_local_one_does_not(tmp_path):
